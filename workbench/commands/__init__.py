@@ -1,0 +1,1 @@
+"""Sub-commands of ``python -m workbench``: one module each, found by ``workbench.cli``."""
