@@ -1,0 +1,581 @@
+"""Pythonic order books over the Numba matching kernels: ``Engine`` and ``OrderBook``.
+
+``Engine(symbols=[...])`` holds many books in one set of preallocated arrays
+(``kernels.book.BookState``); ``OrderBook(symbol)`` is the one-symbol version with the
+same methods minus the symbol argument. This layer validates every argument and
+raises ``ValueError`` naming the field; the kernels then only see valid data and answer
+with a status and a reject reason, never an exception.
+
+Prices cross this boundary as floats (``185.25``) and become integer price units
+(``price * price_scale``) inside; quantities are integers.
+
+Two paths into the kernels:
+
+* one order at a time (``submit``, ``cancel``, ``modify``, ``execute``): a single
+  compiled call per order through a precomputed context, for interactive use and
+  order-by-order strategies;
+* ``submit_many(events)``: an array of ``kernels.records.EVENT`` records applied by one
+  kernel call with no copying, the fast path for replays and simulations.
+"""
+from __future__ import annotations
+
+import operator
+import time
+from dataclasses import dataclass
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numba
+import numpy as np
+import polars as pl
+
+from kernels import book as K
+from kernels import records as R
+
+from .enums import EventKind, OrderStatus, OrderType, RejectReason, Side, TimeInForce
+
+__all__ = ["Engine", "OrderBook", "OrderResult", "BatchResult", "make_events"]
+
+_STATUS = tuple(OrderStatus(i) for i in range(len(OrderStatus)))
+_REASON = tuple(RejectReason(i) for i in range(len(RejectReason)))
+_NO_FILLS = np.zeros(0, dtype=R.FILL)
+_NO_FILLS.flags.writeable = False
+
+
+def _lookup(enum_cls) -> dict:
+    table = {}
+    for member in enum_cls:
+        table[member] = int(member)
+        table[member.name] = int(member)
+        table[member.name.lower()] = int(member)
+    return table
+
+
+_SIDES = _lookup(Side)
+_TYPES = _lookup(OrderType)
+_TIFS = _lookup(TimeInForce)
+
+
+class OrderResult(NamedTuple):
+    """What the engine did with one request."""
+
+    order_id: int
+    status: OrderStatus
+    filled: int          # total filled quantity of the order so far
+    leaves: int          # quantity still resting (0 when done)
+    reason: RejectReason
+    fills: np.ndarray    # FILL records produced by this request
+
+    @property
+    def accepted(self) -> bool:
+        return self.status != OrderStatus.REJECTED
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What ``submit_many`` did: one RESULT per event and every fill, in order."""
+
+    results: np.ndarray
+    fills: np.ndarray
+
+    @property
+    def rejected(self) -> int:
+        return int(np.count_nonzero(self.results["status"] == R.ST_REJECTED))
+
+    def reject_counts(self) -> dict[str, int]:
+        reasons = self.results["reason"][self.results["status"] == R.ST_REJECTED]
+        counts = np.bincount(reasons, minlength=R.N_REJECT_REASONS)
+        return {R.REJECT_REASON_NAMES[i]: int(c) for i, c in enumerate(counts) if c}
+
+
+def _positive_int(value, field: str) -> int:
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{field}={value!r} must be an integer") from None
+    if number <= 0:
+        raise ValueError(f"{field}={value!r} must be positive")
+    return number
+
+
+class _Books:
+    """Shared machinery of ``Engine`` and ``OrderBook``: state, kernels, conversions."""
+
+    def __init__(self, symbols: Sequence[str], tick_size, price_scale: int, capacity: int,
+                 price_levels: int, anonymous_fallback: bool, record_fills: bool):
+        symbols = list(symbols)
+        if not symbols:
+            raise ValueError("symbols=[] must name at least one symbol")
+        for s in symbols:
+            if not isinstance(s, str) or not s:
+                raise ValueError(f"symbol={s!r} must be a non-empty string")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"symbols={symbols!r} contains duplicates")
+        self._price_scale = _positive_int(price_scale, "price_scale")
+        capacity = _positive_int(capacity, "capacity")
+        if capacity > 2**31 - 2:
+            raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots")
+        price_levels = _positive_int(price_levels, "price_levels")
+        if (price_levels & (price_levels - 1) or not
+                K.MIN_PRICE_LEVELS <= price_levels <= K.MAX_PRICE_LEVELS):
+            raise ValueError(f"price_levels={price_levels} must be a power of two in "
+                             f"[{K.MIN_PRICE_LEVELS}, {K.MAX_PRICE_LEVELS}]")
+        ticks = tick_size if isinstance(tick_size, Mapping) else {s: tick_size for s in symbols}
+        unknown = set(ticks) - set(symbols)
+        if unknown:
+            raise ValueError(f"tick_size names unknown symbol(s) {sorted(unknown)}")
+        tick_units = [self._tick_units(ticks.get(s, 0.01), s) for s in symbols]
+
+        self._symbols = symbols
+        self._index = {s: i for i, s in enumerate(symbols)}
+        self._tick_units_list = tick_units
+        self._capacity = capacity
+        self._price_levels = price_levels
+        self.state = K.allocate_state(len(symbols), capacity, price_levels, tick_units)
+        self.state.counters[K.C_ANON_FALLBACK] = 1 if anonymous_fallback else 0
+        self._record_fills = bool(record_fills)
+        self._fill_log: list[np.ndarray] = []
+        self._next_id = 1
+        self._set_scratch(4096)
+
+    # ----------------------------------------------------------------- set-up helpers
+    def _tick_units(self, tick, symbol) -> int:
+        try:
+            tick = float(tick)
+        except (TypeError, ValueError):
+            raise ValueError(f"tick_size={tick!r} for {symbol} must be a number") from None
+        units = round(tick * self._price_scale)
+        if not tick > 0 or units < 1 or abs(units - tick * self._price_scale) > 1e-6 * units:
+            raise ValueError(f"tick_size={tick!r} for {symbol} must be a positive multiple of "
+                             f"1/price_scale (1/{self._price_scale})")
+        return units
+
+    def _set_scratch(self, size: int) -> None:
+        """(Re)build the fills scratch buffer and the single-call context over it."""
+        self._scratch = np.zeros(size, dtype=R.FILL)
+        self._ctx = K.state_context(self.state, self._scratch)
+        warm = (self._ctx, 0, 0, 0, 0, -1, 0, 0, 0, 0)  # book -1: a reject that changes nothing
+        saved = self.state.counters.copy()
+        K.apply_one(*warm)
+        self.state.counters[:] = saved
+        try:
+            # The compiled entry point skips the dispatcher's type resolution (~70 ns a call).
+            key = tuple(numba.typeof(a) for a in warm)
+            self._apply_one = K.apply_one.overloads[key].entry_point
+        except (KeyError, AttributeError):
+            self._apply_one = K.apply_one
+
+    # ------------------------------------------------------------------- conversions
+    @property
+    def price_scale(self) -> int:
+        return self._price_scale
+
+    def to_units(self, price: float, book: int = 0, field: str = "price") -> int:
+        """A float price as integer price units, checked against the book's tick."""
+        try:
+            units = price * self._price_scale
+            rounded = round(units)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{field}={price!r} must be a finite number") from None
+        if rounded <= 0:
+            raise ValueError(f"{field}={price!r} must be positive")
+        tick = self._tick_units_list[book]
+        if abs(units - rounded) > 1e-6 * max(1.0, abs(units)) or rounded % tick:
+            raise ValueError(f"{field}={price!r} is not a multiple of the tick size "
+                             f"{tick / self._price_scale:g} of {self._symbols[book]}")
+        return rounded
+
+    def to_price(self, units: int) -> float:
+        return units / self._price_scale
+
+    # ------------------------------------------------------------ single-order path
+    def _call(self, kind, book, order_id, side, price_units, qty, order_type, tif, ts):
+        status, reason, oid, filled, leaves, nf = self._apply_one(
+            self._ctx, ts, order_id, price_units, qty, book, kind, side, order_type, tif)
+        if reason == R.R_OUTPUT_FULL:
+            # More possible fills than scratch slots: grow once to the worst case, retry.
+            b = self.state.books[book]
+            self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
+            return self._call(kind, book, order_id, side, price_units, qty, order_type, tif, ts)
+        if nf:
+            fills = self._scratch[:nf].copy()
+            if self._record_fills:
+                self._fill_log.append(fills)
+        else:
+            fills = _NO_FILLS
+        return OrderResult(oid, _STATUS[status], filled, leaves, _REASON[reason], fills)
+
+    def _submit(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
+        side_code = _SIDES.get(side)
+        if side_code is None:
+            raise ValueError(f"side={side!r} must be Side.BUY/Side.SELL or 'buy'/'sell'")
+        type_code = _TYPES.get(order_type)
+        if type_code is None:
+            raise ValueError(f"order_type={order_type!r} must be one of {[m.name for m in OrderType]}")
+        tif_code = _TIFS.get(tif)
+        if tif_code is None:
+            raise ValueError(f"tif={tif!r} must be one of {[m.name for m in TimeInForce]}")
+        if type(qty) is not int:
+            qty = _positive_int(qty, "qty")
+        elif qty <= 0:
+            raise ValueError(f"qty={qty!r} must be positive")
+        if type_code == R.LIMIT:
+            units = self.to_units(price, book)
+        elif price is None or price == 0:
+            units = 0
+        else:
+            raise ValueError(f"price={price!r} given for a market order (leave it None)")
+        if order_id is None:
+            order_id = self._next_id
+            self._next_id += 1
+        elif type(order_id) is not int:
+            order_id = _positive_int(order_id, "order_id")
+        elif order_id <= 0:
+            raise ValueError(f"order_id={order_id!r} must be positive")
+        return self._call(R.EV_ADD, book, order_id, side_code, units, qty, type_code, tif_code,
+                          time.monotonic_ns() if ts is None else ts)
+
+    def _cancel(self, book, order_id, qty) -> OrderResult:
+        order_id = _positive_int(order_id, "order_id")
+        qty = 0 if qty is None else _positive_int(qty, "qty")
+        return self._call(R.EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, time.monotonic_ns())
+
+    def _modify(self, book, order_id, price, qty) -> OrderResult:
+        order_id = _positive_int(order_id, "order_id")
+        if price is None and qty is None:
+            raise ValueError("modify needs a new price, a new qty, or both")
+        units = 0 if price is None else self.to_units(price, book)
+        qty = 0 if qty is None else _positive_int(qty, "qty")
+        return self._call(R.EV_MODIFY, book, order_id, 0, units, qty, 0, 0, time.monotonic_ns())
+
+    def _execute(self, book, order_id, qty) -> OrderResult:
+        order_id = _positive_int(order_id, "order_id")
+        qty = _positive_int(qty, "qty")
+        return self._call(R.EV_EXECUTE, book, order_id, 0, 0, qty, 0, 0, time.monotonic_ns())
+
+    # ------------------------------------------------------------------ batch path
+    def apply(self, events: np.ndarray, fills_out: np.ndarray, results_out: np.ndarray | None = None,
+              start: int = 0) -> tuple[int, int]:
+        """Streaming form of ``submit_many`` with caller-owned buffers (no allocation).
+
+        Applies ``events[start:]`` writing fills from ``fills_out[0]``; returns
+        ``(next_event, fills_written)``. When ``next_event < len(events)`` the fills
+        buffer is full: consume it and call again with ``start=next_event``.
+        """
+        self._check_records(events, R.EVENT, "events")
+        self._check_records(fills_out, R.FILL, "fills_out")
+        if results_out is None:
+            results_out = _NO_RESULTS
+        else:
+            self._check_records(results_out, R.RESULT, "results_out")
+            if len(results_out) < len(events):
+                raise ValueError(f"results_out has {len(results_out)} slots for {len(events)} events")
+        if not 0 <= start <= len(events):
+            raise ValueError(f"start={start} outside 0..{len(events)}")
+        nxt, nf = K.apply_batch(self.state, events, fills_out, results_out, start)
+        return int(nxt), int(nf)
+
+    def submit_many(self, events: np.ndarray) -> BatchResult:
+        """Apply an EVENT array in one kernel call (zero copy); every fill is returned."""
+        self._check_records(events, R.EVENT, "events")
+        results = np.zeros(len(events), dtype=R.RESULT)
+        chunks = []
+        buffer = np.empty(max(1024, min(len(events) * 2, 1 << 20)), dtype=R.FILL)
+        start = 0
+        while True:
+            nxt, nf = K.apply_batch(self.state, events, buffer, results, start)
+            if nf:
+                chunks.append(buffer[:nf].copy())
+            if nxt >= len(events):
+                break
+            if nf == 0:  # one event needs more room than the whole buffer
+                buffer = np.empty(2 * len(buffer), dtype=R.FILL)
+            start = nxt
+        fills = np.concatenate(chunks) if chunks else np.zeros(0, dtype=R.FILL)
+        if self._record_fills and len(fills):
+            self._fill_log.append(fills)
+        return BatchResult(results, fills)
+
+    @staticmethod
+    def _check_records(array, dtype, field):
+        if not isinstance(array, np.ndarray) or array.dtype != dtype:
+            got = getattr(array, "dtype", type(array).__name__)
+            raise ValueError(f"{field} must be a numpy array of kernels.records dtype, got {got}")
+        if array.ndim != 1 or not array.flags.c_contiguous:
+            raise ValueError(f"{field} must be a 1-d C-contiguous array")
+
+    # ---------------------------------------------------------------------- views
+    def _best(self, book, side):
+        b = self.state.books[book]
+        idx = int(b["best"][side])
+        if idx < 0:
+            return None
+        return (int(b["base"]) + idx * int(b["tick"])) / self._price_scale
+
+    def _levels(self, book, side, n) -> list[tuple[float, int, int]]:
+        n = _positive_int(n, "n")
+        prices = np.empty(n, np.int64)
+        qty = np.empty(n, np.int64)
+        count = np.empty(n, np.int64)
+        k = K.top_levels(self.state, book, side, prices, qty, count)
+        scale = self._price_scale
+        return [(int(prices[i]) / scale, int(qty[i]), int(count[i])) for i in range(k)]
+
+    def _depth(self, book, n) -> pl.DataFrame:
+        rows = []
+        for side, name in ((R.BUY, "bid"), (R.SELL, "ask")):
+            for level, (price, qty, count) in enumerate(self._levels(book, side, n), start=1):
+                rows.append((name, level, price, qty, count))
+        return pl.DataFrame(rows, schema={"side": pl.Utf8, "level": pl.Int32, "price": pl.Float64,
+                                          "qty": pl.Int64, "orders": pl.Int64}, orient="row")
+
+    def _vwap(self, book, side, n) -> float | None:
+        levels = self._levels(book, _SIDES.get(side, side), n)
+        total = sum(q for _, q, _ in levels)
+        if not total:
+            return None
+        return sum(p * q for p, q, _ in levels) / total
+
+    def _orders(self, book) -> pl.DataFrame:
+        b = self.state.books[book]
+        out = np.zeros(int(b["orders"].sum()), dtype=R.ORDER)
+        k = K.resting_orders(self.state, book, out)
+        out = out[:k]
+        return pl.DataFrame({
+            "order_id": out["order_id"], "side": np.where(out["side"] == R.BUY, "buy", "sell"),
+            "price": out["price"] / self._price_scale, "qty": out["qty"], "filled": out["filled"],
+            "ts": out["ts"],
+        })
+
+    def _queue_position(self, book, order_id) -> tuple[int, int] | None:
+        qty_ahead, n_ahead = K.queue_position(self.state, book, _positive_int(order_id, "order_id"))
+        return None if qty_ahead < 0 else (int(qty_ahead), int(n_ahead))
+
+    def fills(self) -> pl.DataFrame:
+        """Every fill recorded so far (``record_fills=True``), prices as floats."""
+        fills = np.concatenate(self._fill_log) if self._fill_log else np.zeros(0, R.FILL)
+        frame = pl.DataFrame({name: np.ascontiguousarray(fills[name]) for name in R.FILL.names})
+        return frame.with_columns(
+            (pl.col("price") / self._price_scale).alias("price"),
+            pl.col("symbol").map_elements(lambda i: self._symbols[i], return_dtype=pl.Utf8),
+            pl.when(pl.col("taker_side") == R.BUY).then(pl.lit("buy")).otherwise(pl.lit("sell"))
+            .alias("taker_side"),
+        )
+
+    def stats(self) -> dict:
+        """Engine counters: events, fills, live orders and rejects by reason."""
+        c = self.state.counters
+        rejects = {R.REJECT_REASON_NAMES[i]: int(c[K.C_REJECTS + i])
+                   for i in range(R.N_REJECT_REASONS) if c[K.C_REJECTS + i]}
+        return {"events": int(c[K.C_EVENTS]), "fills": int(c[K.C_FILLS]),
+                "live_orders": int(c[K.C_LIVE]), "capacity": self._capacity,
+                "rejects": rejects, "output_full_pauses": int(c[K.C_OUTPUT_FULL])}
+
+
+_NO_RESULTS = np.zeros(0, dtype=R.RESULT)
+
+
+class Engine(_Books):
+    """Many order books in one set of arrays; every method takes the symbol first.
+
+    >>> eng = Engine(symbols=["AAPL", "MSFT"], tick_size=0.01)
+    >>> eng.submit("AAPL", Side.BUY, 185.25, 100).status
+    <OrderStatus.NEW: 0>
+    """
+
+    def __init__(self, symbols: Sequence[str] = ("SYM",), tick_size: float | Mapping[str, float] = 0.01,
+                 price_scale: int = 10_000, capacity: int = 100_000, price_levels: int = 65_536,
+                 anonymous_fallback: bool = False, record_fills: bool = True):
+        super().__init__(symbols, tick_size, price_scale, capacity, price_levels,
+                         anonymous_fallback, record_fills)
+
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._symbols)
+
+    def symbol_index(self, symbol: str) -> int:
+        """The book index used in EVENT/FILL records for ``symbol``."""
+        try:
+            return self._index[symbol]
+        except (KeyError, TypeError):
+            raise ValueError(f"symbol={symbol!r} is not one of {self._symbols}") from None
+
+    def submit(self, symbol: str, side, price: float | None, qty: int,
+               order_type=OrderType.LIMIT, tif=TimeInForce.GTC, order_id: int | None = None,
+               ts: int | None = None) -> OrderResult:
+        """Enter an order (limit or market; GTC, IOC or FOK) and match it."""
+        return self._submit(self.symbol_index(symbol), side, price, qty, order_type, tif, order_id, ts)
+
+    add_order = submit
+
+    def cancel(self, symbol: str, order_id: int, qty: int | None = None) -> OrderResult:
+        """Cancel a resting order, or only ``qty`` of it (keeping its queue position)."""
+        return self._cancel(self.symbol_index(symbol), order_id, qty)
+
+    def modify(self, symbol: str, order_id: int, price: float | None = None,
+               qty: int | None = None) -> OrderResult:
+        """New price and/or quantity. Less quantity at the same price keeps time
+        priority; a new price or more quantity re-queues the order (and may match)."""
+        return self._modify(self.symbol_index(symbol), order_id, price, qty)
+
+    def execute(self, symbol: str, order_id: int, qty: int) -> OrderResult:
+        """Execute ``qty`` of a resting order by id, as an exchange's feed reports it."""
+        return self._execute(self.symbol_index(symbol), order_id, qty)
+
+    def best_bid(self, symbol: str) -> float | None:
+        return self._best(self.symbol_index(symbol), R.BUY)
+
+    def best_ask(self, symbol: str) -> float | None:
+        return self._best(self.symbol_index(symbol), R.SELL)
+
+    def mid_price(self, symbol: str) -> float | None:
+        bid, ask = self.best_bid(symbol), self.best_ask(symbol)
+        return None if bid is None or ask is None else (bid + ask) / 2
+
+    def spread(self, symbol: str) -> float | None:
+        bid, ask = self.best_bid(symbol), self.best_ask(symbol)
+        return None if bid is None or ask is None else ask - bid
+
+    def get_bids(self, symbol: str, n: int = 5) -> list[tuple[float, int, int]]:
+        """Best ``n`` bid levels as (price, quantity, orders), best first."""
+        return self._levels(self.symbol_index(symbol), R.BUY, n)
+
+    def get_asks(self, symbol: str, n: int = 5) -> list[tuple[float, int, int]]:
+        return self._levels(self.symbol_index(symbol), R.SELL, n)
+
+    def depth(self, symbol: str, n: int = 10) -> pl.DataFrame:
+        """Top ``n`` levels per side: side, level, price, qty, orders."""
+        return self._depth(self.symbol_index(symbol), n)
+
+    def vwap(self, symbol: str, side, n: int = 5) -> float | None:
+        """Volume-weighted average price of the top ``n`` levels of one side."""
+        return self._vwap(self.symbol_index(symbol), side, n)
+
+    def orders(self, symbol: str) -> pl.DataFrame:
+        """Resting orders in priority order (bids best first, then asks; FIFO)."""
+        return self._orders(self.symbol_index(symbol))
+
+    def queue_position(self, symbol: str, order_id: int) -> tuple[int, int] | None:
+        """(quantity ahead, orders ahead) of a resting order, or None."""
+        return self._queue_position(self.symbol_index(symbol), order_id)
+
+
+class OrderBook(_Books):
+    """One symbol's limit order book with price-time matching.
+
+    >>> book = OrderBook("AAPL", tick_size=0.01)
+    >>> book.submit(Side.SELL, 101.0, 50).status
+    <OrderStatus.NEW: 0>
+    >>> book.submit(Side.BUY, 101.0, 20).filled
+    20
+    """
+
+    def __init__(self, symbol: str = "SYM", tick_size: float = 0.01, capacity: int = 100_000,
+                 price_scale: int = 10_000, price_levels: int = 65_536,
+                 anonymous_fallback: bool = False, record_fills: bool = True):
+        super().__init__([symbol], tick_size, price_scale, capacity, price_levels,
+                         anonymous_fallback, record_fills)
+
+    @property
+    def symbol(self) -> str:
+        return self._symbols[0]
+
+    def submit(self, side, price: float | None, qty: int, order_type=OrderType.LIMIT,
+               tif=TimeInForce.GTC, order_id: int | None = None, ts: int | None = None) -> OrderResult:
+        """Enter an order (limit or market; GTC, IOC or FOK) and match it."""
+        return self._submit(0, side, price, qty, order_type, tif, order_id, ts)
+
+    add_order = submit
+
+    def cancel(self, order_id: int, qty: int | None = None) -> OrderResult:
+        return self._cancel(0, order_id, qty)
+
+    def modify(self, order_id: int, price: float | None = None, qty: int | None = None) -> OrderResult:
+        return self._modify(0, order_id, price, qty)
+
+    def execute(self, order_id: int, qty: int) -> OrderResult:
+        return self._execute(0, order_id, qty)
+
+    @property
+    def best_bid(self) -> float | None:
+        return self._best(0, R.BUY)
+
+    @property
+    def best_ask(self) -> float | None:
+        return self._best(0, R.SELL)
+
+    @property
+    def mid_price(self) -> float | None:
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else (bid + ask) / 2
+
+    @property
+    def spread(self) -> float | None:
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else ask - bid
+
+    # The seed engine's getter names.
+    def get_best_bid(self) -> float | None:
+        return self.best_bid
+
+    def get_best_ask(self) -> float | None:
+        return self.best_ask
+
+    def get_mid_price(self) -> float | None:
+        return self.mid_price
+
+    def get_bids(self, n: int = 5) -> list[tuple[float, int, int]]:
+        return self._levels(0, R.BUY, n)
+
+    def get_asks(self, n: int = 5) -> list[tuple[float, int, int]]:
+        return self._levels(0, R.SELL, n)
+
+    def depth(self, n: int = 10) -> pl.DataFrame:
+        return self._depth(0, n)
+
+    def vwap(self, side, n: int = 5) -> float | None:
+        return self._vwap(0, side, n)
+
+    def orders(self) -> pl.DataFrame:
+        return self._orders(0)
+
+    def queue_position(self, order_id: int) -> tuple[int, int] | None:
+        return self._queue_position(0, order_id)
+
+    def __len__(self) -> int:
+        return int(self.state.books[0]["orders"].sum())
+
+    def __repr__(self) -> str:
+        return (f"OrderBook({self.symbol!r}: bid {self.best_bid} / ask {self.best_ask}, "
+                f"{len(self)} resting orders)")
+
+    def _repr_html_(self) -> str:
+        bids, asks = self.get_bids(5), self.get_asks(5)
+        rows = []
+        for i in range(max(len(bids), len(asks))):
+            b = bids[i] if i < len(bids) else ("", "", "")
+            a = asks[i] if i < len(asks) else ("", "", "")
+            rows.append(f"<tr><td>{b[2]}</td><td>{b[1]}</td><td><b>{b[0]}</b></td>"
+                        f"<td><b>{a[0]}</b></td><td>{a[1]}</td><td>{a[2]}</td></tr>")
+        head = ("<tr><th>orders</th><th>bid qty</th><th>bid</th><th>ask</th><th>ask qty</th>"
+                "<th>orders</th></tr>")
+        return (f"<b>OrderBook {self.symbol}</b> ({len(self)} resting orders)"
+                f"<table>{head}{''.join(rows)}</table>")
+
+
+def make_events(rows: Iterable[tuple] | None = None, *, n: int | None = None) -> np.ndarray:
+    """An EVENT array from tuples ``(kind, order_id, side, price_units, qty[, order_type,
+    tif, symbol, ts])`` (kind/side/type/tif as enums or ints), or ``n`` zeroed records."""
+    if rows is None:
+        return np.zeros(n or 0, dtype=R.EVENT)
+    rows = list(rows)
+    out = np.zeros(len(rows), dtype=R.EVENT)
+    for i, row in enumerate(rows):
+        kind, order_id, side, price, qty, *rest = row
+        order_type = rest[0] if len(rest) > 0 else OrderType.LIMIT
+        tif = rest[1] if len(rest) > 1 else TimeInForce.GTC
+        symbol = rest[2] if len(rest) > 2 else 0
+        ts = rest[3] if len(rest) > 3 else i + 1
+        out[i] = (ts, order_id, price, qty, symbol, int(EventKind.parse(kind, "kind")),
+                  int(Side.parse(side, "side")), int(OrderType.parse(order_type, "order_type")),
+                  int(TimeInForce.parse(tif, "tif")))
+    return out

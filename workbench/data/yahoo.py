@@ -1,0 +1,528 @@
+"""Yahoo Finance bars through yfinance, behind a parquet cache that works offline.
+
+``load_bars(symbols, start, end, interval="1d", adjusted=True)`` returns one polars
+frame, rows sorted by ``symbol, ts``:
+
+=============  ==================  ===================================================
+column         dtype               meaning
+=============  ==================  ===================================================
+``symbol``     str                 the Yahoo ticker as requested (``AAPL``, ``EURUSD=X``)
+``ts``         datetime[ns, UTC]   bar open time in UTC; a daily bar opens at the local
+                                   midnight of its exchange day (Jakarta's 2 Jan 2020
+                                   bar is 2020-01-01 17:00 UTC)
+``open``...    f64                 ``open, high, low, close``: adjusted (see below) or raw
+``adj_close``  f64                 Yahoo's close adjusted for splits and dividends
+``volume``     i64                 shares (or contracts); raw or split-adjusted with prices
+=============  ==================  ===================================================
+
+``adjusted=True``: prices are total-return adjusted (``open, high, low`` scaled by
+``adj_close / close``; ``close`` equals ``adj_close``), volume split-adjusted.
+``adjusted=False``: prices and volume as they traded: Yahoo's split adjustment is undone
+using the splits from each bar's date up to today (their daily history is loaded, through
+the cache, for this); ``adj_close`` is still Yahoo's.
+
+The range is ``[start, end)`` in exchange-local days. Requests are cut into chunks
+(a calendar year of 1d bars, a month of 1h, an ISO week of 1m/5m/15m, which also keeps
+1m requests within Yahoo's 7-day limit); each chunk is one cache entry
+``yahoo/<interval>/<symbol>/<chunk start>.parquet`` under :func:`workbench.data.cache.cache_dir`.
+Yahoo only serves recent intraday history (1m: 30 days, 5m/15m: 60, 1h: 730): asking for
+an older chunk that is not cached is a ``ValueError`` naming the limit.
+A chunk whose end is close to the fetch time may still change, so it expires
+(1 hour for intraday, 12 hours for daily); a settled chunk never expires.
+
+Offline (``offline=True`` or ``WORKBENCH_OFFLINE=1``, or the network failing) serves the
+cache, expired or not; anything not cached raises :class:`MissingDataError` naming the
+symbols, interval and chunks. ``fallback="synthetic"`` (or ``WORKBENCH_FALLBACK=synthetic``)
+instead substitutes seeded synthetic bars for what is missing, with a warning.
+
+``recorded_session(directory)`` is a ``requests`` session that answers Yahoo's chart API
+from recorded responses (``../shared/data/yahoo_chart``); hand it to ``load_bars(session=...)``
+to drive the real yfinance code offline (tests, notebooks).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlparse
+
+import numpy as np
+import polars as pl
+
+from .cache import ParquetCache
+
+log = logging.getLogger(__name__)
+
+BAR_SCHEMA = {
+    "symbol": pl.Utf8,
+    "ts": pl.Datetime("ns", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "adj_close": pl.Float64,
+    "volume": pl.Int64,
+}
+# What one cache chunk holds: Yahoo's values as yfinance returns them, plus actions.
+CHUNK_SCHEMA = {
+    "ts": pl.Datetime("ns", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "adj_close": pl.Float64,
+    "volume": pl.Int64,
+    "dividends": pl.Float64,
+    "splits": pl.Float64,     # split ratio on the ex-date (4.0 for 4:1), else 0
+    "tz": pl.Utf8,            # the exchange time zone
+}
+
+ENV_OFFLINE = "WORKBENCH_OFFLINE"
+ENV_FALLBACK = "WORKBENCH_FALLBACK"
+
+
+@dataclass(frozen=True)
+class IntervalRule:
+    chunk: str            # "year" | "month" | "week"
+    lookback_days: int | None  # how far back Yahoo serves this interval (None: no limit)
+    settle: timedelta     # a chunk this long past its end no longer changes
+    ttl: timedelta        # how long an unsettled chunk stays fresh
+
+
+INTERVALS = {
+    "1m": IntervalRule("week", 30, timedelta(days=1), timedelta(hours=1)),
+    "5m": IntervalRule("week", 60, timedelta(days=1), timedelta(hours=1)),
+    "15m": IntervalRule("week", 60, timedelta(days=1), timedelta(hours=1)),
+    "1h": IntervalRule("month", 730, timedelta(days=1), timedelta(hours=1)),
+    "1d": IntervalRule("year", None, timedelta(days=3), timedelta(hours=12)),
+}
+
+
+class MissingDataError(LookupError):
+    """Data is neither cached nor fetchable (offline or no network)."""
+
+    def __init__(self, missing: list[tuple[str, str, date, date]], cache_root: Path, cause=None):
+        self.missing = missing
+        lines = [f"{sym} {interval} {a.isoformat()}..{b.isoformat()}" for sym, interval, a, b in missing]
+        shown = "; ".join(lines[:8]) + (f"; ... ({len(lines)} chunks)" if len(lines) > 8 else "")
+        why = f" (network: {cause})" if cause else " (offline)"
+        super().__init__(
+            f"no cached Yahoo data for {shown}{why}; cache dir {cache_root}. Fetch it online "
+            f"(python -m workbench data fetch ...), or pass fallback='synthetic' / set "
+            f"{ENV_FALLBACK}=synthetic for synthetic bars")
+
+
+# ---------------------------------------------------------------- small helpers
+def _as_date(value, name: str) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def chunks(interval: str, start: date, end: date) -> list[tuple[date, date]]:
+    """The cache chunks ``[a, b)`` covering ``[start, end)``."""
+    rule = INTERVALS[interval]
+    out = []
+    if rule.chunk == "year":
+        a = date(start.year, 1, 1)
+    elif rule.chunk == "month":
+        a = date(start.year, start.month, 1)
+    else:
+        a = start - timedelta(days=start.weekday())
+    while a < end:
+        if rule.chunk == "year":
+            b = date(a.year + 1, 1, 1)
+        elif rule.chunk == "month":
+            b = date(a.year + (a.month == 12), a.month % 12 + 1, 1)
+        else:
+            b = a + timedelta(days=7)
+        out.append((a, b))
+        a = b
+    return out
+
+
+def _utc_midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def from_yfinance_frame(frame, symbol: str | None = None) -> pl.DataFrame:
+    """A ``yfinance.Ticker.history(auto_adjust=False, actions=True)`` pandas frame -> chunk schema.
+
+    The index is tz-aware exchange time; it becomes ``ts`` in UTC and ``tz`` keeps the zone.
+    Missing ``Adj Close`` (FX/crypto sometimes) falls back to ``Close``.
+    """
+    import pandas as pd
+
+    if frame is None or len(frame) == 0:
+        return pl.DataFrame(schema=CHUNK_SCHEMA)
+    index = frame.index
+    if not isinstance(index, pd.DatetimeIndex) or index.tz is None:
+        raise ValueError(f"{symbol or 'frame'}: expected a tz-aware DatetimeIndex, got {type(index).__name__}")
+    tz = str(index.tz)
+    close = frame["Close"].to_numpy(dtype=np.float64)
+
+    def col(name, default):
+        return frame[name].to_numpy(dtype=np.float64) if name in frame.columns else default
+
+    volume = frame["Volume"].fillna(0).to_numpy(dtype=np.float64) if "Volume" in frame.columns \
+        else np.zeros(len(frame))
+    out = pl.DataFrame({
+        "ts": pl.Series(index.tz_convert("UTC").tz_localize(None).as_unit("ns").asi8)
+        .cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"),
+        "open": col("Open", close), "high": col("High", close), "low": col("Low", close),
+        "close": close, "adj_close": col("Adj Close", close),
+        "volume": np.round(volume).astype(np.int64),
+        "dividends": np.nan_to_num(col("Dividends", np.zeros(len(frame)))),
+        "splits": np.nan_to_num(col("Stock Splits", np.zeros(len(frame)))),
+        "tz": [tz] * len(frame),
+    })
+    # Yahoo pads some ranges with all-null price rows: drop them rather than cache NaNs
+    return out.filter(pl.col("close").is_not_nan()).cast(CHUNK_SCHEMA)
+
+
+# ------------------------------------------------------------------ fetching
+_default_session = None
+
+
+def _session():
+    global _default_session
+    if _default_session is None:
+        try:
+            from curl_cffi import requests as curl_requests
+
+            _default_session = curl_requests.Session(impersonate="chrome")
+        except ImportError:  # yfinance falls back to requests the same way
+            import requests
+
+            _default_session = requests.Session()
+    return _default_session
+
+
+class _NetworkError(RuntimeError):
+    pass
+
+
+def _fetch_chunk(symbol: str, interval: str, a: date, b: date, session, yf_cache: Path) -> pl.DataFrame:
+    """One chunk from yfinance; an empty frame when Yahoo has no rows for it."""
+    import yfinance as yf
+    from yfinance.exceptions import YFPricesMissingError
+
+    yf_cache.mkdir(parents=True, exist_ok=True)
+    yf.cache.set_cache_location(str(yf_cache))
+    config = yf.config.debug
+    hide = config.hide_exceptions
+    config.hide_exceptions = False  # we must tell "no rows" from "no network"
+    try:
+        ticker = yf.Ticker(symbol, session=session if session is not None else _session())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="yfinance")  # its pandas deprecations
+            frame = ticker.history(start=a.isoformat(), end=b.isoformat(), interval=interval,
+                                   auto_adjust=False, actions=True, prepost=False, repair=False)
+    except YFPricesMissingError:
+        return pl.DataFrame(schema=CHUNK_SCHEMA)
+    except Exception as exc:
+        raise _NetworkError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        config.hide_exceptions = hide
+    return from_yfinance_frame(frame, symbol)
+
+
+def _chunk_is_fresh(cache: ParquetCache, path: Path, rule: IntervalRule, b: date, now: datetime) -> bool:
+    fetched_at = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+    if fetched_at >= _utc_midnight(b) + rule.settle:
+        return True  # settled when fetched: never changes again
+    return now - fetched_at < rule.ttl
+
+
+def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session, now, progress_bar,
+                        missing, yf_cache):
+    rule = INTERVALS[interval]
+    frames = []
+    for a, b in chunks(interval, start, end):
+        path = cache.path("yahoo", interval, symbol, a.isoformat())
+        cached = cache.read(path, CHUNK_SCHEMA)
+        fresh = cached is not None and _chunk_is_fresh(cache, path, rule, b, now)
+        if cached is not None and (fresh or offline[0]):
+            frames.append(cached)
+            if progress_bar is not None:
+                progress_bar.update(1)
+            continue
+        if offline[0]:
+            missing.append((symbol, interval, a, b))
+            continue
+        fetch_from = a
+        if rule.lookback_days is not None:
+            oldest = (now - timedelta(days=rule.lookback_days - 1)).date()
+            if b <= oldest:
+                raise ValueError(
+                    f"interval={interval!r}: Yahoo serves only the last {rule.lookback_days} days, "
+                    f"but {symbol} {a}..{b} is older and not cached")
+            fetch_from = max(a, oldest)
+        try:
+            if progress_bar is not None:
+                progress_bar.set_postfix_str(f"{symbol} {a}")
+            fetched = _fetch_chunk(symbol, interval, fetch_from, b, session, yf_cache)
+        except _NetworkError as exc:
+            log.warning("fetching %s %s %s failed: %s; serving the cache", symbol, interval, a, exc)
+            offline[0] = True
+            offline[1] = str(exc)
+            if cached is not None:
+                frames.append(cached)
+            else:
+                missing.append((symbol, interval, a, b))
+            continue
+        cache.write(path, fetched)
+        frames.append(fetched)
+        if progress_bar is not None:
+            progress_bar.update(1)
+    if not frames:
+        return pl.DataFrame(schema=CHUNK_SCHEMA)
+    return pl.concat(frames).unique("ts", keep="last").sort("ts")
+
+
+def _in_range(frame: pl.DataFrame, start: date, end: date) -> pl.DataFrame:
+    """Rows whose exchange-local date is in [start, end)."""
+    if frame.is_empty():
+        return frame
+    tz = frame.get_column("tz")[0]
+    local = pl.col("ts").dt.convert_time_zone(tz).dt.date()
+    return frame.filter((local >= start) & (local < end))
+
+
+def _split_factor(ts: pl.Series, splits: pl.DataFrame) -> np.ndarray:
+    """Product of the split ratios with ex-date after each timestamp (1 when none)."""
+    factor = np.ones(len(ts))
+    if splits.is_empty():
+        return factor
+    t = ts.dt.epoch("ns").to_numpy()
+    for ex_ts, ratio in zip(splits.get_column("ts").dt.epoch("ns").to_numpy(),
+                            splits.get_column("splits").to_numpy()):
+        factor[t < ex_ts] *= ratio
+    return factor
+
+
+def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, *,
+              cache_dir=None, offline: bool | None = None, session=None,
+              fallback: str | None = None, progress: bool = False,
+              now: datetime | None = None) -> pl.DataFrame:
+    """OHLCV bars for ``symbols`` over ``[start, end)`` (schema and rules: module docstring).
+
+    ``session``: a ``requests``/``curl_cffi`` session handed to yfinance (e.g.
+    :func:`recorded_session`); ``now``: the clock used for expiry and Yahoo's lookback
+    limits (tests pin it).
+    """
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    symbols = list(symbols)
+    if not symbols or not all(isinstance(s, str) and s.strip() for s in symbols):
+        raise ValueError(f"symbols={symbols!r} must be one or more non-empty ticker strings")
+    symbols = [s.strip().upper() for s in symbols]
+    if interval not in INTERVALS:
+        raise ValueError(f"interval={interval!r} must be one of {list(INTERVALS)}")
+    start_d, end_d = _as_date(start, "start"), _as_date(end, "end")
+    if end_d <= start_d:
+        raise ValueError(f"end={end!r} must be after start={start!r}")
+    if fallback is None:
+        fallback = os.environ.get(ENV_FALLBACK, "").strip().lower() or None
+    if fallback not in (None, "synthetic"):
+        raise ValueError(f"fallback={fallback!r} must be None or 'synthetic'")
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        raise ValueError(f"now={now!r} must be timezone-aware")
+    offline_state = [bool(_env_flag(ENV_OFFLINE) if offline is None else offline), None]
+    cache = ParquetCache(cache_dir)
+    yf_cache = cache.root / "yfinance"
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(symbols) * len(chunks(interval, start_d, end_d)), desc="yahoo", unit="chunk")
+    missing: list = []
+    frames = []
+    try:
+        for symbol in symbols:
+            before = len(missing)
+            raw = _load_symbol_chunks(symbol, interval, start_d, end_d, cache=cache,
+                                      offline=offline_state, session=session, now=now,
+                                      progress_bar=bar, missing=missing, yf_cache=yf_cache)
+            if len(missing) > before:
+                frames.append((symbol, None))
+                continue
+            frame = _in_range(raw, start_d, end_d)
+            if not adjusted and not frame.is_empty():
+                splits = raw.filter(pl.col("splits") > 0).select("ts", "splits")
+                today = now.date() + timedelta(days=1)
+                if interval != "1d" or end_d < today:
+                    daily_missing: list = []
+                    daily = _load_symbol_chunks(symbol, "1d", start_d, today, cache=cache,
+                                                offline=offline_state, session=session, now=now,
+                                                progress_bar=None, missing=daily_missing,
+                                                yf_cache=yf_cache)
+                    if daily_missing:
+                        warnings.warn(f"{symbol}: daily history {daily_missing[0][2]}.. is not cached; "
+                                      "raw prices undo only the splits known up to there",
+                                      stacklevel=2)
+                    splits = pl.concat([splits, daily.filter(pl.col("splits") > 0)
+                                        .select("ts", "splits")]).unique("ts")
+                factor = _split_factor(frame.get_column("ts"), splits)
+                frame = frame.with_columns(
+                    pl.col("open", "high", "low", "close") * factor,
+                    (pl.col("volume") / factor).round().cast(pl.Int64),
+                )
+            elif adjusted and not frame.is_empty():
+                ratio = pl.col("adj_close") / pl.col("close")
+                frame = frame.with_columns(
+                    pl.col("open", "high", "low") * ratio, pl.col("adj_close").alias("close"))
+            frames.append((symbol, frame.with_columns(pl.lit(symbol).alias("symbol"))
+                           .select(list(BAR_SCHEMA)).cast(BAR_SCHEMA)))
+    finally:
+        if bar is not None:
+            bar.close()
+    if missing:
+        if fallback != "synthetic":
+            raise MissingDataError(missing, cache.root, offline_state[1])
+        from .synthetic import synthetic_bars
+
+        lacking = sorted({m[0] for m in missing})
+        warnings.warn(f"no cached Yahoo data for {lacking} ({interval}); using synthetic bars",
+                      stacklevel=2)
+        frames = [(s, f if f is not None else synthetic_bars(s, start_d, end_d, interval))
+                  for s, f in frames]
+    parts = [f for _, f in frames]
+    if not parts:
+        return pl.DataFrame(schema=BAR_SCHEMA)
+    return pl.concat(parts).cast(BAR_SCHEMA).sort("symbol", "ts")
+
+
+def cache_info(cache_dir=None) -> pl.DataFrame:
+    """What is cached: ``source, interval, symbol, chunk, rows, bytes, age_h`` per file."""
+    cache = ParquetCache(cache_dir)
+    rows = []
+    for entry in cache.entries():
+        rel = entry.path.relative_to(cache.root).parts
+        if len(rel) != 4:
+            continue
+        source, interval, symbol, name = rel
+        try:
+            n = pl.scan_parquet(entry.path).select(pl.len()).collect().item()
+        except Exception:
+            n = -1  # unreadable: the next load deletes and refetches it
+        rows.append({"source": source, "interval": interval, "symbol": unquote(symbol),
+                     "chunk": Path(name).stem, "rows": n, "bytes": entry.size,
+                     "age_h": round(entry.age_s / 3600, 2)})
+    schema = {"source": pl.Utf8, "interval": pl.Utf8, "symbol": pl.Utf8, "chunk": pl.Utf8,
+              "rows": pl.Int64, "bytes": pl.Int64, "age_h": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+# ----------------------------------------------------------- recorded responses
+def recorded_session(directory: str | os.PathLike):
+    """A ``requests.Session`` answering Yahoo's v8 chart API from recorded JSON files.
+
+    Each file is ``{request: {url, ...}, response: {status, bodyJson}}``. A chart request
+    is answered like Yahoo would: the union of every recorded row of that symbol and
+    interval inside ``[period1, period2)`` (with the recorded meta and split/dividend
+    events), an empty result when none fall inside, a 404 for an unknown symbol.
+    Cookie and crumb requests get harmless answers. ``session.log`` lists the URLs asked.
+    """
+    import requests
+    from requests.adapters import BaseAdapter
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"recorded Yahoo responses not found: {directory}")
+    recordings: dict[tuple[str, str], list[dict]] = {}
+    for path in sorted(directory.glob("*.json")):
+        doc = json.loads(path.read_text())
+        url = urlparse(doc["request"]["url"])
+        body = doc["response"].get("bodyJson") or {}
+        results = (body.get("chart") or {}).get("result") or []
+        if "/v8/finance/chart/" not in url.path or not results:
+            continue
+        symbol = unquote(url.path.rsplit("/", 1)[1]).upper()
+        interval = parse_qs(url.query).get("interval", ["1d"])[0]
+        recordings.setdefault((symbol, interval), []).append(results[0])
+
+    def chart_body(symbol, params):
+        interval = params.get("interval", ["1d"])[0]
+        mine = recordings.get((symbol, interval)) or [r for (s, _), rs in recordings.items()
+                                                      if s == symbol for r in rs]
+        if not mine:
+            return 404, {"chart": {"result": None, "error": {
+                "code": "Not Found", "description": "No data found, symbol may be delisted"}}}
+        meta = dict(mine[-1]["meta"])
+        if "range" in params:  # yfinance's time-zone probe: the meta is what it reads
+            return 200, {"chart": {"result": [{"meta": meta, "indicators": {"quote": [{}]}}],
+                                   "error": None}}
+        lo = int(params.get("period1", ["0"])[0])
+        hi = int(params.get("period2", [str(2**62)])[0])
+        rows, dividends, splits = {}, {}, {}
+        for result in mine:
+            quote = result["indicators"]["quote"][0]
+            adj = (result["indicators"].get("adjclose") or [{}])[0].get("adjclose")
+            for i, t in enumerate(result.get("timestamp") or []):
+                if lo <= t < hi:
+                    row = {k: quote[k][i] for k in ("open", "high", "low", "close", "volume") if k in quote}
+                    row["adjclose"] = adj[i] if adj else row.get("close")
+                    rows[t] = row
+            events = result.get("events") or {}
+            for key, target in (("dividends", dividends), ("splits", splits)):
+                for k, v in (events.get(key) or {}).items():
+                    if lo <= int(k) < hi:
+                        target[k] = v
+        meta["dataGranularity"] = interval
+        if not rows:
+            return 200, {"chart": {"result": [{"meta": meta, "indicators": {"quote": [{}]}}],
+                                   "error": None}}
+        stamps = sorted(rows)
+        quote = {k: [rows[t].get(k) for t in stamps] for k in ("open", "high", "low", "close", "volume")}
+        result = {"meta": meta, "timestamp": stamps,
+                  "indicators": {"quote": [quote],
+                                 "adjclose": [{"adjclose": [rows[t]["adjclose"] for t in stamps]}]}}
+        if dividends or splits:
+            result["events"] = {k: v for k, v in (("dividends", dividends), ("splits", splits)) if v}
+        return 200, {"chart": {"result": [result], "error": None}}
+
+    class ReplayAdapter(BaseAdapter):
+        def send(self, request, **kwargs):
+            url = urlparse(request.url)
+            session.log.append(request.url)
+            params = parse_qs(url.query)
+            if "/v8/finance/chart/" in url.path:
+                status, body = chart_body(unquote(url.path.rsplit("/", 1)[1]).upper(), params)
+                content = json.dumps(body).encode()
+            elif url.path.endswith("/getcrumb"):
+                status, content = 200, b"recorded-crumb"
+            else:
+                status, content = 404, b""
+            response = requests.Response()
+            response.status_code = status
+            response._content = content
+            response.headers["content-type"] = "application/json;charset=utf-8"
+            response.url = request.url
+            response.request = request
+            response.encoding = "utf-8"
+            return response
+
+        def close(self):
+            pass
+
+    session = requests.Session()
+    session.log = []
+    session.mount("https://", ReplayAdapter())
+    session.mount("http://", ReplayAdapter())
+    return session
