@@ -358,7 +358,7 @@ def _price_index(st, book, price):
 
 
 @kernel
-def _rest(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, status):
+def rest_order(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, status):
     """Append a new order at the tail of its level. Caller checked id and free slot."""
     pool = st.pool
     counters = st.counters
@@ -562,7 +562,7 @@ def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
     if order_type == LIMIT and tif == GTC:
         idx = _price_index(st, book, price)  # the window may have re-centred if the book emptied
         status = ST_NEW if filled == 0 else ST_PARTIALLY_FILLED
-        _rest(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status)
+        rest_order(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status)
         return status, R_NONE, order_id, filled, remaining, nf
     return ST_CANCELLED, R_NONE, order_id, filled, np.int64(0), nf
 

@@ -231,8 +231,13 @@ def simulate(
                   arrivals=arrivals, hawkes_alpha=alpha, hawkes_beta=beta, u_depth=u_depth,
                   daily_vol=daily_vol, jumps_per_day=jumps_per_day, jump_scale=jump_scale,
                   target_depth=target_depth, market_as_orders=market_as_orders)
+    # copy field by field: Numba may store a whole record, stack garbage in its
+    # alignment padding included, and the output should be byte-for-byte reproducible
+    clean_trades = np.zeros(n_tr, dtype=R.FILL)
+    for name in R.FILL.names:
+        clean_trades[name] = trades[name][:n_tr]
     return SimulatedMarket(
-        events=events[:n_ev].copy(), trades=trades[:n_tr].copy(), symbols=tuple(symbols),
+        events=events[:n_ev].copy(), trades=clean_trades, symbols=tuple(symbols),
         price_scale=price_scale, tick=tick_units, seed=seed, params=params,
         final_fundamental=np.exp(fundamental),
     )
@@ -326,8 +331,10 @@ def _as_date(value, name):
 def top_of_book(events: np.ndarray, tick: int = 100) -> np.ndarray:
     """Best bid/ask (``kernels.l2book.BBO``) of each event's symbol right after each event.
 
-    Works for any EVENT flow (simulated or LOBSTER): sizes are aggregated per price
-    level on a ladder spanning the flow's prices; ``update_id`` holds the event's order id.
+    Sizes are aggregated per price level on a ladder spanning the flow's prices;
+    ``update_id`` holds the event's order id. Exact for a complete flow (the simulator's);
+    for files that start mid-day or lose messages (LOBSTER samples) use the engine replay
+    with resynchronisation (``workbench.lobster_check``) instead.
     """
     from kernels import l2book
 

@@ -1,0 +1,198 @@
+"""Price-level (L2) books on a dense tick ladder: Binance depth replay and L3 top of book.
+
+Owns the ``L2_UPDATE`` dtype (one price level's new absolute size, as a depth feed
+sends it) and two kernels:
+
+``replay_l2``          applies L2 updates (snapshots and diffs) to one book and writes
+                       the best bid/ask after every message (``BBO`` rows keyed by the
+                       message's last update id), for comparison with a BBO feed.
+``top_of_book_l3``     aggregates L3 events (adds, cancels, executions, market sweeps)
+                       into per-symbol ladders and writes the best bid/ask after each
+                       event: spreads and mids of simulated or LOBSTER flow.
+
+The ladder is a dense array of sizes indexed by ``(price - low) // tick`` (the Python
+layer picks ``low``/``tick``/length from the data), with the best index maintained
+incrementally: a level appearing above the best bid becomes the best; the best level
+emptying scans down to the next non-empty one. Prices off the grid or outside the
+ladder are counted, never written out of bounds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import records as R
+from kernels.jit import kernel
+
+# L2_UPDATE.flags bits
+F_SNAPSHOT = 1      # part of a full snapshot: the first row of one clears the book
+F_SNAPSHOT_START = 2
+F_END_OF_MESSAGE = 4  # the last level of a message: the book is consistent after it
+
+L2_UPDATE = np.dtype(
+    [
+        ("ts", np.int64),         # local receive time, ns since the epoch
+        ("exch_ts", np.int64),    # exchange event time, ns since the epoch (0 if none)
+        ("update_id", np.int64),  # the message's last update id (Binance ``u``, snapshot ``lastUpdateId``)
+        ("first_id", np.int64),   # the message's first update id (``U``)
+        ("prev_id", np.int64),    # futures ``pu`` (the previous message's ``u``); -1 when absent
+        ("price", np.int64),      # price units (price * price_scale)
+        ("qty", np.int64),        # new absolute level size, qty units (qty * qty_scale); 0 removes
+        ("symbol", np.int32),
+        ("side", np.int8),        # BUY (bid) / SELL (ask)
+        ("flags", np.int8),       # F_* bits
+    ],
+    align=True,
+)
+
+BBO = np.dtype(
+    [
+        ("ts", np.int64),
+        ("update_id", np.int64),
+        ("bid_price", np.int64),  # -1 when the side is empty
+        ("bid_qty", np.int64),
+        ("ask_price", np.int64),
+        ("ask_qty", np.int64),
+    ],
+    align=True,
+)
+
+
+@kernel(inline="always")
+def _set_level(bids, asks, side, idx, qty, best):
+    """Set one level's size; ``best`` is a 2-array [best bid idx, best ask idx] (-1 = empty)."""
+    n = bids.shape[0]
+    if side == R.BUY:
+        bids[idx] = qty
+        if qty > 0:
+            if best[0] < 0 or idx > best[0]:
+                best[0] = idx
+        elif idx == best[0]:
+            j = idx - 1
+            while j >= 0 and bids[j] <= 0:
+                j -= 1
+            best[0] = j
+    else:
+        asks[idx] = qty
+        if qty > 0:
+            if best[1] < 0 or idx < best[1]:
+                best[1] = idx
+        elif idx == best[1]:
+            j = idx + 1
+            while j < n and asks[j] <= 0:
+                j += 1
+            best[1] = j if j < n else -1
+
+
+@kernel
+def replay_l2(updates, low, tick, bids, asks, out):
+    """Apply ``updates`` (L2_UPDATE, one book) to the ladders; write a BBO row per message.
+
+    Returns ``(n_rows, n_out_of_range)``. A row is written after each update flagged
+    ``F_END_OF_MESSAGE``; ``bids``/``asks`` are zeroed ladders of equal length.
+    """
+    n = bids.shape[0]
+    best = np.full(2, -1, dtype=np.int64)
+    rows = 0
+    bad = 0
+    for i in range(updates.shape[0]):
+        u = updates[i]
+        if u.flags & F_SNAPSHOT_START:
+            bids[:] = 0
+            asks[:] = 0
+            best[0] = -1
+            best[1] = -1
+        offset = u.price - low
+        idx = offset // tick
+        if offset < 0 or idx >= n or offset % tick != 0:
+            bad += 1
+        else:
+            _set_level(bids, asks, u.side, idx, u.qty, best)
+        if u.flags & F_END_OF_MESSAGE and rows < out.shape[0]:
+            row = out[rows]
+            row.ts = u.ts
+            row.update_id = u.update_id
+            if best[0] >= 0:
+                row.bid_price = low + best[0] * tick
+                row.bid_qty = bids[best[0]]
+            else:
+                row.bid_price = -1
+                row.bid_qty = 0
+            if best[1] >= 0:
+                row.ask_price = low + best[1] * tick
+                row.ask_qty = asks[best[1]]
+            else:
+                row.ask_price = -1
+                row.ask_qty = 0
+            rows += 1
+    return rows, bad
+
+
+@kernel
+def top_of_book_l3(events, low, tick, bids, asks, out):
+    """Best bid/ask of ``events[i].symbol`` after each L3 event, written to ``out[i]``.
+
+    ``low[s]`` is symbol s's ladder origin; ``bids``/``asks`` are zeroed
+    ``(n_symbols, levels)`` ladders. Adds add size at their price; cancels, deletes and
+    executions remove it; a MARKET add sweeps the opposite side from the best level
+    (what a matching engine does to aggregated size). Hidden executions, crosses and
+    halts leave the book alone. Returns the number of events whose price was off the
+    ladder (their size was not applied).
+    """
+    n_sym = bids.shape[0]
+    n = bids.shape[1]
+    best = np.full((n_sym, 2), -1, dtype=np.int64)
+    bad = 0
+    for i in range(events.shape[0]):
+        e = events[i]
+        s = e.symbol
+        b = bids[s]
+        a = asks[s]
+        bs = best[s]
+        kind = e.kind
+        if kind == R.EV_ADD and e.order_type == R.MARKET:
+            remaining = e.qty
+            if e.side == R.BUY:
+                while remaining > 0 and bs[1] >= 0:
+                    j = bs[1]
+                    take = min(remaining, a[j])
+                    remaining -= take
+                    _set_level(b, a, R.SELL, j, a[j] - take, bs)
+            else:
+                while remaining > 0 and bs[0] >= 0:
+                    j = bs[0]
+                    take = min(remaining, b[j])
+                    remaining -= take
+                    _set_level(b, a, R.BUY, j, b[j] - take, bs)
+        elif kind == R.EV_ADD or kind == R.EV_CANCEL or kind == R.EV_DELETE or kind == R.EV_EXECUTE:
+            offset = e.price - low[s]
+            idx = offset // tick
+            if offset < 0 or idx >= n or offset % tick != 0:
+                bad += 1
+            else:
+                if e.side == R.BUY:
+                    current = b[idx]
+                else:
+                    current = a[idx]
+                if kind == R.EV_ADD:
+                    new = current + e.qty
+                else:
+                    new = current - e.qty
+                    if new < 0:
+                        new = 0
+                _set_level(b, a, e.side, idx, new, bs)
+        row = out[i]
+        row.ts = e.ts
+        row.update_id = e.order_id
+        if bs[0] >= 0:
+            row.bid_price = low[s] + bs[0] * tick
+            row.bid_qty = b[bs[0]]
+        else:
+            row.bid_price = -1
+            row.bid_qty = 0
+        if bs[1] >= 0:
+            row.ask_price = low[s] + bs[1] * tick
+            row.ask_qty = a[bs[1]]
+        else:
+            row.ask_price = -1
+            row.ask_qty = 0
+    return bad

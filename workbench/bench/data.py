@@ -1,0 +1,119 @@
+"""Benchmark suite ``data``: LOBSTER CSV -> replay events per second, polars vs pandas.
+
+Both paths do the same job end to end: read a LOBSTER message file (no header, time
+as text with up to 9 decimals) and produce the engine's ``EVENT`` array. The polars path
+is the product's (``workbench.data.lobster.read_messages`` + ``to_events``); the pandas
+path is the straightforward ``read_csv`` + column assignment baseline, checked to give
+the identical array. Medians of several runs; the ratio is measured in the same run.
+
+The files come from ``../shared/data/lobster``; when that is absent the suite says so
+and measures a simulated session written in LOBSTER's format instead.
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NAME = "data"
+DESCRIPTION = "LOBSTER CSV -> EVENT array: events/s with polars and with pandas (same run)"
+
+SHARED_LOBSTER = Path(__file__).resolve().parents[3] / "shared" / "data" / "lobster"
+FILES = ("AMZN_2012-06-21_34200000_57600000_message_1.csv", "AAPL_2012-06-21_message_50_first_hour.csv")
+
+
+def _pandas_events(path: Path) -> np.ndarray:
+    import pandas as pd
+
+    from kernels import records as R
+
+    frame = pd.read_csv(path, header=None, names=["time", "kind", "order_id", "size", "price", "direction"],
+                        dtype={"time": "float64", "kind": "int8", "order_id": "int64", "size": "int64",
+                               "price": "int64", "direction": "int8"}, engine="c")
+    out = np.empty(len(frame), dtype=R.EVENT)
+    # 9 decimals of seconds fit float64's 15-16 digits: rounding recovers the exact ns
+    out["ts"] = np.round(frame["time"].to_numpy() * 1e9).astype(np.int64)
+    out["order_id"] = frame["order_id"].to_numpy()
+    out["price"] = frame["price"].to_numpy()
+    out["qty"] = frame["size"].to_numpy()
+    out["symbol"] = 0
+    out["kind"] = frame["kind"].to_numpy()
+    out["side"] = np.where(frame["direction"].to_numpy() == 1, R.BUY, R.SELL)
+    out["order_type"] = R.LIMIT
+    out["tif"] = R.GTC
+    return out
+
+
+def _polars_events(path: Path) -> np.ndarray:
+    from workbench.data.lobster import read_messages, to_events
+
+    return to_events(read_messages(path))
+
+
+def _synthetic_lobster(directory: Path) -> Path:
+    """A simulated session written as a LOBSTER message file (when ../shared is absent)."""
+    from kernels import records as R
+    from workbench.data.synthetic import simulate
+
+    ev = simulate(n_symbols=1, seed=1, rate=3.0).events
+    path = directory / "SYN_2024-01-02_34200000_57600000_message_1.csv"
+    seconds = ev["ts"] // 1_000_000_000
+    nanos = ev["ts"] % 1_000_000_000
+    direction = np.where(ev["side"] == R.BUY, 1, -1)
+    with path.open("w") as fh:
+        for s, ns, k, oid, q, p, d in zip(seconds, nanos, ev["kind"], ev["order_id"], ev["qty"],
+                                          ev["price"], direction):
+            fh.write(f"{s}.{ns:09d},{k},{oid},{q},{p},{d}\n")
+    return path
+
+
+def _median_seconds(work, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(quick: bool = False) -> dict:
+    repeats = 3 if quick else 7
+    paths = [SHARED_LOBSTER / name for name in FILES if (SHARED_LOBSTER / name).is_file()]
+    tmp = None
+    source = "../shared/data/lobster"
+    if not paths:
+        tmp = tempfile.TemporaryDirectory()
+        paths = [_synthetic_lobster(Path(tmp.name))]
+        source = "simulated session in LOBSTER format (../shared/data/lobster absent)"
+    if quick:
+        paths = paths[:1]
+    try:
+        per_file = {}
+        total_events = 0
+        polars_s = pandas_s = 0.0
+        for path in paths:
+            a, b = _polars_events(path), _pandas_events(path)  # warm-up, and a correctness check
+            if a.tobytes() != b.tobytes():
+                raise RuntimeError(f"polars and pandas paths disagree on {path.name}")
+            p = _median_seconds(lambda: _polars_events(path), repeats)
+            q = _median_seconds(lambda: _pandas_events(path), repeats)
+            per_file[path.name] = {"events": len(a), "polars_s": round(p, 4), "pandas_s": round(q, 4)}
+            total_events += len(a)
+            polars_s += p
+            pandas_s += q
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return {
+        "source": source,
+        "events": total_events,
+        "polars_events_per_s": total_events / polars_s,
+        "pandas_events_per_s": total_events / pandas_s,
+        "polars_vs_pandas": pandas_s / polars_s,
+        "full_day_polars_ms": round(1000 * per_file[paths[0].name]["polars_s"], 2),
+        "repeats": repeats,
+        "files": per_file,
+    }

@@ -1,0 +1,113 @@
+"""``python -m workbench data make-samples|fetch|info|binance-check``: market data chores."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data", help="market data: samples, Yahoo cache, Binance capture check",
+        description="Market data chores: regenerate the samples in data/, fetch Yahoo bars "
+                    "into the cache, show the cache, check a Binance capture.")
+    sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+
+    samples = sub.add_parser("make-samples", help="regenerate the small parquet samples in data/")
+    samples.add_argument("--out", type=Path, default=REPO_DATA, help="target directory (default: data/)")
+    samples.set_defaults(handler=_make_samples)
+
+    fetch = sub.add_parser("fetch", help="fetch Yahoo bars into the parquet cache")
+    fetch.add_argument("symbols", nargs="+", help="Yahoo tickers (AAPL, EURUSD=X, ...)")
+    fetch.add_argument("--interval", default="1d", help="1m, 5m, 15m, 1h or 1d (default 1d)")
+    fetch.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
+    fetch.add_argument("--end", required=True, help="day after the last, YYYY-MM-DD")
+    fetch.add_argument("--raw", action="store_true", help="raw (unadjusted) prices")
+    fetch.add_argument("--offline", action="store_true", help="serve only the cache")
+    fetch.add_argument("--cache-dir", default=None, help="cache root (default $WORKBENCH_CACHE_DIR "
+                                                         "or the user cache dir)")
+    fetch.set_defaults(handler=_fetch)
+
+    info = sub.add_parser("info", help="what is cached: files, sizes, ages")
+    info.add_argument("--cache-dir", default=None)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(handler=_info)
+
+    check = sub.add_parser("binance-check", help="rebuild a Binance capture's book and compare "
+                                                 "it with bookTicker")
+    check.add_argument("file", type=Path, help="capture file (<recv_ts_ns> <json> per line, gzip ok)")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(handler=_binance_check)
+
+
+def _make_samples(args) -> int:
+    from workbench.data.samples import make_samples
+
+    written = make_samples(args.out)
+    total = 0
+    for path in written:
+        size = path.stat().st_size
+        total += size
+        print(f"  {path}  {size / 1024:,.0f} KiB")
+    print(f"wrote {len(written)} files, {total / 1024 / 1024:.2f} MiB")
+    return 0
+
+
+def _fetch(args) -> int:
+    import polars as pl
+
+    from workbench.data.yahoo import MissingDataError, load_bars
+
+    try:
+        bars = load_bars(args.symbols, args.start, args.end, interval=args.interval,
+                         adjusted=not args.raw, cache_dir=args.cache_dir,
+                         offline=True if args.offline else None, progress=True)
+    except MissingDataError as exc:
+        print(f"error: {exc}")
+        return 1
+    summary = bars.group_by("symbol", maintain_order=True).agg(
+        pl.len().alias("bars"), pl.col("ts").min().alias("first"), pl.col("ts").max().alias("last"),
+        pl.col("close").last().alias("last_close"))
+    with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True):
+        print(summary)
+    return 0
+
+
+def _info(args) -> int:
+    import polars as pl
+
+    from workbench.data.cache import cache_dir
+    from workbench.data.yahoo import cache_info
+
+    table = cache_info(args.cache_dir)
+    if args.json:
+        print(json.dumps({"cache_dir": str(cache_dir(args.cache_dir)), "files": table.to_dicts()},
+                         indent=2))
+        return 0
+    print(f"cache dir: {cache_dir(args.cache_dir)}")
+    if table.is_empty():
+        print("nothing cached")
+        return 0
+    per = table.group_by("source", "interval", "symbol", maintain_order=True).agg(
+        pl.len().alias("chunks"), pl.col("rows").sum(), pl.col("bytes").sum(),
+        pl.col("age_h").min().alias("newest_h"), pl.col("age_h").max().alias("oldest_h"))
+    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True):
+        print(per.sort("source", "interval", "symbol"))
+    print(f"{table.height} files, {table['bytes'].sum() / 1024 / 1024:.2f} MiB")
+    return 0
+
+
+def _binance_check(args) -> int:
+    from workbench.data.binance import check_capture, summary_line
+
+    result = check_capture(args.file)
+    if args.json:
+        keys = ("snapshots", "updates", "gaps", "bbo_rows", "comparable", "matched", "pct")
+        print(json.dumps({k: result[k] for k in keys}))
+        return 0
+    for key in ("market", "diffs_received", "dropped_stale", "trades", "malformed", "out_of_window"):
+        print(f"  {key}: {result[key]}")
+    print(summary_line(result))
+    return 0

@@ -1,0 +1,650 @@
+"""Lock-free rings for Python code: threads over a numpy buffer, processes over shared memory.
+
+Owns the Python face of ``kernels.ring``: ``Ring`` (a ring in a numpy array, for
+threads: the kernels release the GIL so producer and consumer threads really run at
+the same time), ``SharedRing`` (the same ring in ``multiprocessing.shared_memory``,
+created or attached by name, a context manager that unlinks on close), and the
+helpers that run producers and consumers in threads and processes.
+
+Guarantees the kernels cannot give on their own:
+
+* Back-pressure, never a silent drop: ``put`` waits while the ring is full (the
+  kernel counts every full spin) and returns only when everything is published.
+* A dead peer is reported, not waited on forever: each side records its pid and a
+  heartbeat in the ring header; a waiting side raises ``PeerDeadError`` when the
+  peer's process has exited, or its heartbeat is older than ``peer_timeout``.
+* End of stream is explicit (``finish()``), so "producer done" and "producer died"
+  are different outcomes.
+* Shared memory is unlinked by its creator on ``close()``, on garbage collection,
+  and by the multiprocessing resource tracker if the creator itself dies.
+"""
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import os
+import secrets
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+
+import numpy as np
+
+from kernels import ring as kr
+from kernels.histogram import new_histogram
+from kernels.records import MESSAGE
+
+__all__ = [
+    "Ring", "SharedRing", "MultiRing", "RingError", "PeerDeadError", "SequenceReport",
+    "send_sequence", "receive_sequence", "send_paced",
+    "start_producer_thread", "start_producer_process", "start_consumer_process",
+    "SHM_PREFIX", "leftover_segments",
+]
+
+SHM_PREFIX = "wbring_"
+SPIN_BUDGET = 20_000      # pause-spins per kernel call before Python looks around
+MAX_IDLE_SLEEP_S = 0.001  # a waiting side backs off to at most this between spins
+YIELDS_BEFORE_SLEEP = 50  # idle rounds that only yield the CPU before sleeping
+_name_counter = itertools.count()
+
+
+class RingError(RuntimeError):
+    """The ring cannot be used as asked (bad layout, wrong dtype, closed)."""
+
+
+class PeerDeadError(RingError):
+    """The other side of the ring died (process gone or heartbeat stale)."""
+
+
+class _Backoff:
+    """What a side does after a kernel call came back empty-handed: first give the
+    CPU away briefly (``sched_yield``: the peer may be waiting for this very core,
+    the machine may have fewer cores than spinning threads), then sleep with
+    exponential growth up to ``MAX_IDLE_SLEEP_S`` so an idle ring costs no CPU."""
+
+    __slots__ = ("rounds",)
+
+    def __init__(self):
+        self.rounds = 0
+
+    def reset(self) -> None:
+        self.rounds = 0
+
+    def wait(self) -> None:
+        self.rounds += 1
+        if self.rounds <= YIELDS_BEFORE_SLEEP:
+            os.sched_yield()
+        else:
+            time.sleep(min(MAX_IDLE_SLEEP_S, 1e-6 * 2 ** min(self.rounds - YIELDS_BEFORE_SLEEP, 20)))
+
+
+def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (killed, not yet reaped) counts as dead."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X", b"x")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def _validate_capacity(capacity) -> int:
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
+        raise ValueError(f"capacity must be an int, got {capacity!r}")
+    capacity = int(capacity)
+    if capacity < 2 or capacity & (capacity - 1):
+        raise ValueError(f"capacity must be a power of two >= 2, got {capacity}")
+    return capacity
+
+
+def _validate_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype.itemsize == 0 or dtype.hasobject:
+        raise ValueError(f"dtype must be a fixed-size record without objects, got {dtype}")
+    return dtype
+
+
+def _as_records(records, dtype: np.dtype) -> np.ndarray:
+    records = np.asarray(records)
+    if records.dtype != dtype:
+        raise ValueError(f"records must have the ring's dtype {dtype}, got {records.dtype}")
+    if records.ndim != 1:
+        raise ValueError(f"records must be 1-D, got shape {records.shape}")
+    return np.ascontiguousarray(records)
+
+
+class Ring:
+    """SPSC ring of ``capacity`` records of ``dtype`` in a numpy buffer (threads).
+
+    One thread calls ``put``/``try_put``/``finish`` (the producer), one other calls
+    ``get``/``try_get`` (the consumer). ``peer_timeout`` (seconds, None = off) is
+    how stale the peer's heartbeat may get while this side waits on it; each side
+    beats on every call, so a side idle for longer should call ``heartbeat()``.
+    """
+
+    _PRODUCER = (kr.H_PRODUCER_PID, kr.H_PRODUCER_HEARTBEAT, kr.H_PRODUCER_CLOSED)
+    _CONSUMER = (kr.H_CONSUMER_PID, kr.H_CONSUMER_HEARTBEAT, kr.H_CONSUMER_CLOSED)
+
+    def __init__(self, capacity: int = 4096, dtype=MESSAGE, *, peer_timeout: float | None = 5.0):
+        capacity = _validate_capacity(capacity)
+        dtype = _validate_dtype(dtype)
+        buffer = np.zeros(kr.ring_bytes(capacity, dtype), dtype=np.uint8)
+        self._setup(buffer, capacity, dtype, peer_timeout)
+        kr.ring_init(self.header, capacity, dtype.itemsize)
+
+    def _setup(self, buffer, capacity, dtype, peer_timeout):
+        if peer_timeout is not None and peer_timeout <= 0:
+            raise ValueError(f"peer_timeout must be > 0 seconds or None, got {peer_timeout}")
+        self._buffer = buffer
+        self.capacity = capacity
+        self.dtype = dtype
+        self.peer_timeout = peer_timeout
+        self.header, self.slots = kr.ring_views(buffer, capacity, dtype)
+        self._out = np.zeros(0, dtype=dtype)
+
+    # ------------------------------------------------------------------ state
+    def __len__(self) -> int:
+        return int(kr.ring_size(self._live_header()))
+
+    def _live_header(self) -> np.ndarray:
+        if self.header is None:
+            raise RingError("ring is closed")
+        return self.header
+
+    def stats(self) -> dict:
+        """Cursor positions and spin counters (a snapshot)."""
+        h = self._live_header()
+        return {
+            "capacity": self.capacity,
+            "published": int(h[kr.H_HEAD]),
+            "consumed": int(h[kr.H_TAIL]),
+            "size": int(h[kr.H_HEAD] - h[kr.H_TAIL]),
+            "full_spins": int(h[kr.H_FULL_SPINS]),
+            "empty_spins": int(h[kr.H_EMPTY_SPINS]),
+            "finished": bool(h[kr.H_PRODUCER_CLOSED]),
+        }
+
+    @property
+    def finished(self) -> bool:
+        """The producer called ``finish()``: nothing more will be published."""
+        return bool(self._live_header()[kr.H_PRODUCER_CLOSED])
+
+    # -------------------------------------------------------- liveness
+    def _beat(self, role) -> None:
+        h = self._live_header()
+        pid_slot, beat_slot, _ = role
+        if h[pid_slot] == 0:
+            h[pid_slot] = os.getpid()
+        h[beat_slot] = time.monotonic_ns()
+
+    def register(self, role: str, pid: int | None = None) -> None:
+        """Record who plays ``role`` ('producer' or 'consumer'), e.g. a child process."""
+        slots = {"producer": self._PRODUCER, "consumer": self._CONSUMER}
+        if role not in slots:
+            raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+        h = self._live_header()
+        h[slots[role][0]] = os.getpid() if pid is None else int(pid)
+        h[slots[role][1]] = time.monotonic_ns()
+
+    def heartbeat(self, role: str = "producer") -> None:
+        """Tell the peer this side is alive although it is not calling put/get."""
+        self._beat(self._PRODUCER if role == "producer" else self._CONSUMER)
+
+    def check_peer(self, peer) -> None:
+        """Raise ``PeerDeadError`` if ``peer`` (a role tuple) is known to be dead."""
+        h = self._live_header()
+        pid_slot, beat_slot, closed_slot = peer
+        name = "producer" if peer is self._PRODUCER else "consumer"
+        pid = int(h[pid_slot])
+        if pid and pid != os.getpid() and not _pid_alive(pid):
+            raise PeerDeadError(f"{name} process {pid} exited without finishing the stream")
+        beat = int(h[beat_slot])
+        if self.peer_timeout is not None and beat and not h[closed_slot]:
+            stale_s = (time.monotonic_ns() - beat) / 1e9
+            if stale_s > self.peer_timeout:
+                raise PeerDeadError(
+                    f"{name} heartbeat is {stale_s:.2f} s old (peer_timeout={self.peer_timeout} s)")
+
+    # ------------------------------------------------------------ producer
+    def _as_records(self, records) -> np.ndarray:
+        return _as_records(records, self.dtype)
+
+    def try_put(self, records) -> int:
+        """Publish as many of ``records`` as fit now; returns how many."""
+        records = self._as_records(records)
+        self._beat(self._PRODUCER)
+        return int(kr.ring_try_publish(self.header, self.slots, records, 0, records.shape[0]))
+
+    def put(self, records, timeout: float | None = None) -> int:
+        """Publish all ``records``, waiting while the ring is full (back-pressure).
+
+        Raises ``PeerDeadError`` if the consumer dies meanwhile and ``TimeoutError``
+        after ``timeout`` seconds (its ``published`` attribute says how many went).
+        """
+        records = self._as_records(records)
+        total = records.shape[0]
+        done = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = _Backoff()
+        while True:
+            self._beat(self._PRODUCER)
+            done += int(kr.ring_publish(self.header, self.slots, records, done, total - done,
+                                        SPIN_BUDGET))
+            if done >= total:
+                return done
+            self.check_peer(self._CONSUMER)
+            if deadline is not None and time.monotonic() > deadline:
+                err = TimeoutError(f"ring full for {timeout} s; published {done} of {total}")
+                err.published = done
+                raise err
+            backoff.wait()
+
+    def finish(self) -> None:
+        """Producer: mark the end of the stream (after the last ``put``)."""
+        h = self._live_header()
+        self._beat(self._PRODUCER)
+        h[kr.H_PRODUCER_CLOSED] = 1
+
+    # ------------------------------------------------------------ consumer
+    def _out_buffer(self, max_count: int) -> np.ndarray:
+        if isinstance(max_count, bool) or int(max_count) < 1:
+            raise ValueError(f"max_count must be >= 1, got {max_count!r}")
+        if self._out.shape[0] < max_count:
+            self._out = np.zeros(int(max_count), dtype=self.dtype)
+        return self._out
+
+    def try_get(self, max_count: int = 1024) -> np.ndarray:
+        """Up to ``max_count`` records available now (a copy; may be empty)."""
+        out = self._out_buffer(max_count)
+        self._beat(self._CONSUMER)
+        n = kr.ring_try_consume(self.header, self.slots, out, int(max_count))
+        return out[:n].copy()
+
+    def get(self, max_count: int = 1024, timeout: float | None = None) -> np.ndarray:
+        """Between 1 and ``max_count`` records, waiting for the first one.
+
+        Returns an empty array when the producer has finished and the ring is
+        drained, or when ``timeout`` seconds pass with nothing to read. Raises
+        ``PeerDeadError`` if the producer died with the ring drained.
+        """
+        out = self._out_buffer(max_count)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = _Backoff()
+        while True:
+            self._beat(self._CONSUMER)
+            n = kr.ring_consume(self.header, self.slots, out, int(max_count), SPIN_BUDGET)
+            if n:
+                return out[:n].copy()
+            if self.finished and len(self) == 0:
+                return out[:0].copy()
+            self.check_peer(self._PRODUCER)
+            if deadline is not None and time.monotonic() > deadline:
+                return out[:0].copy()
+            backoff.wait()
+
+    # ----------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Drop the views (a numpy ring needs nothing else)."""
+        self.header = self.slots = None
+        self._out = np.zeros(0, dtype=self.dtype)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.header is None else f"size={len(self)}"
+        return f"{type(self).__name__}(capacity={self.capacity}, record_bytes={self.dtype.itemsize}, {state})"
+
+
+def _release_segment(shm: shared_memory.SharedMemory, unlink: bool) -> None:
+    try:
+        shm.close()
+    except BufferError:
+        pass  # a caller still holds a view; the mapping goes with the process
+    if unlink:
+        try:
+            shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class SharedRing(Ring):
+    """A ``Ring`` in named shared memory, for producer and consumer processes.
+
+    ``SharedRing.create(capacity, dtype)`` makes a new segment (its ``name`` is what
+    the other process passes to ``SharedRing.attach(name, dtype)``). The creator
+    owns the segment and unlinks it on ``close()``/context exit; attachers only
+    unmap it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("use SharedRing.create(...) or SharedRing.attach(name, ...)")
+
+    @classmethod
+    def create(cls, capacity: int = 4096, dtype=MESSAGE, *, name: str | None = None,
+               peer_timeout: float | None = 5.0) -> "SharedRing":
+        capacity = _validate_capacity(capacity)
+        dtype = _validate_dtype(dtype)
+        if name is None:
+            name = f"{SHM_PREFIX}{os.getpid()}_{next(_name_counter)}_{secrets.token_hex(3)}"
+        shm = shared_memory.SharedMemory(name=name, create=True, size=kr.ring_bytes(capacity, dtype))
+        ring = object.__new__(cls)
+        ring._attach_segment(shm, owner=True)
+        ring._setup(shm.buf, capacity, dtype, peer_timeout)
+        kr.ring_init(ring.header, capacity, dtype.itemsize)
+        return ring
+
+    @classmethod
+    def attach(cls, name: str, dtype=MESSAGE, *, peer_timeout: float | None = 5.0) -> "SharedRing":
+        dtype = _validate_dtype(dtype)
+        # Python >= 3.13 can keep the attacher's resource tracker out of it (the
+        # creator owns the segment); before that, children started by
+        # multiprocessing share the creator's tracker, which is harmless.
+        no_tracking = {"track": False} if sys.version_info >= (3, 13) else {}
+        try:
+            shm = shared_memory.SharedMemory(name=name, create=False, **no_tracking)
+        except FileNotFoundError:
+            raise RingError(f"no shared ring named {name!r}") from None
+        header = np.frombuffer(shm.buf, dtype=np.int64, count=kr.HEADER_WORDS)
+        magic, capacity, size = int(header[kr.H_MAGIC]), int(header[kr.H_CAPACITY]), int(header[kr.H_RECORD_SIZE])
+        del header
+        problem = None
+        if magic != kr.RING_MAGIC:
+            problem = f"segment {name!r} is not a workbench ring (magic {magic:#x})"
+        elif size != dtype.itemsize:
+            problem = f"ring {name!r} holds {size}-byte records, dtype {dtype} has {dtype.itemsize}"
+        if problem:
+            shm.close()
+            raise RingError(problem)
+        ring = object.__new__(cls)
+        ring._attach_segment(shm, owner=False)
+        ring._setup(shm.buf, capacity, dtype, peer_timeout)
+        return ring
+
+    def _attach_segment(self, shm, owner: bool) -> None:
+        self._shm = shm
+        self.name = shm.name
+        self.owner = owner
+        self._finalizer = weakref.finalize(self, _release_segment, shm, owner)
+
+    def close(self) -> None:
+        """Unmap; the creator also unlinks the segment. Idempotent."""
+        super().close()
+        self._buffer = None
+        self._finalizer()
+
+
+class MultiRing:
+    """Multi-producer multi-consumer ring (threads) over a numpy buffer.
+
+    Any number of threads may ``put`` and ``get`` concurrently; each record is
+    delivered to exactly one consumer, and records from one producer reach any one
+    consumer in the order that producer sent them. Costs a CAS per record: prefer
+    ``Ring`` when there is one producer and one consumer.
+    """
+
+    def __init__(self, capacity: int = 4096, dtype=MESSAGE):
+        self.capacity = _validate_capacity(capacity)
+        self.dtype = _validate_dtype(dtype)
+        self._buffer = np.zeros(kr.mpmc_bytes(self.capacity, self.dtype), dtype=np.uint8)
+        self.header, self.turns, self.slots = kr.mpmc_views(self._buffer, self.capacity, self.dtype)
+        kr.mpmc_init(self.header, self.turns, self.capacity, self.dtype.itemsize)
+
+    def __len__(self) -> int:
+        return int(kr.ring_size(self.header))
+
+    def try_put(self, records) -> int:
+        records = _as_records(records, self.dtype)
+        return int(kr.mpmc_try_push(self.header, self.turns, self.slots, records, 0, records.shape[0]))
+
+    def put(self, records, timeout: float | None = None) -> int:
+        """Push all ``records``, waiting while full; ``TimeoutError`` after ``timeout`` s."""
+        records = _as_records(records, self.dtype)
+        total, done = records.shape[0], 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = _Backoff()
+        while done < total:
+            n = int(kr.mpmc_try_push(self.header, self.turns, self.slots, records, done, total - done))
+            done += n
+            if done < total:
+                if deadline is not None and time.monotonic() > deadline:
+                    err = TimeoutError(f"ring full for {timeout} s; published {done} of {total}")
+                    err.published = done
+                    raise err
+                if n:
+                    backoff.reset()
+                backoff.wait()
+        return done
+
+    def try_get(self, max_count: int = 1024) -> np.ndarray:
+        if isinstance(max_count, bool) or int(max_count) < 1:
+            raise ValueError(f"max_count must be >= 1, got {max_count!r}")
+        out = np.zeros(int(max_count), dtype=self.dtype)
+        n = kr.mpmc_try_pop(self.header, self.turns, self.slots, out, int(max_count))
+        return out[:n]
+
+    def get(self, max_count: int = 1024, timeout: float | None = None) -> np.ndarray:
+        """Up to ``max_count`` records, waiting up to ``timeout`` s for the first
+        (an empty array when it passes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = _Backoff()
+        while True:
+            got = self.try_get(max_count)
+            if got.shape[0] or (deadline is not None and time.monotonic() > deadline):
+                return got
+            backoff.wait()
+
+
+def leftover_segments(prefix: str = SHM_PREFIX) -> list[str]:
+    """Names of shared-memory segments with ``prefix`` still in /dev/shm."""
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+# ------------------------------------------------------------------ sequences
+@dataclass
+class SequenceReport:
+    """What a consumer of a sequenced stream saw."""
+
+    expected: int | None
+    received: int
+    lost: int
+    out_of_order: int
+    elapsed_s: float  # from the end of the first batch to the end of the last
+    timed: int = 0    # messages consumed within elapsed_s (all but the first batch)
+
+    @property
+    def ok(self) -> bool:
+        """Every message arrived exactly once and in order."""
+        complete = self.expected is None or self.received == self.expected
+        return complete and self.lost == 0 and self.out_of_order == 0
+
+    @property
+    def msgs_per_sec(self) -> float:
+        """Throughput over the timed window (excludes the first batch, which may
+        have waited for the producer to start)."""
+        return self.timed / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+def send_sequence(ring: Ring, n_messages: int, *, batch: int = 256, first_seq: int = 0,
+                  finish: bool = True, timeout: float | None = None) -> int:
+    """Producer: publish messages ``first_seq .. first_seq+n-1`` (MESSAGE dtype),
+    built in place in the ring, waiting on back-pressure. Returns the count sent."""
+    if n_messages < 0 or batch < 1:
+        raise ValueError(f"need n_messages >= 0 and batch >= 1, got {n_messages}, {batch}")
+    h, slots = ring._live_header(), ring.slots
+    seq, end = int(first_seq), int(first_seq) + int(n_messages)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    backoff = _Backoff()
+    while seq < end:
+        ring._beat(ring._PRODUCER)
+        before = seq
+        seq = int(kr.produce_sequence(h, slots, seq, end, int(batch), SPIN_BUDGET))
+        if seq < end:
+            ring.check_peer(ring._CONSUMER)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"stream not sent within {timeout} s: {seq - first_seq} of "
+                                   f"{n_messages} published")
+            if seq > before:
+                backoff.reset()
+            backoff.wait()
+    if finish:
+        ring.finish()
+    return int(n_messages)
+
+
+def send_paced(ring: Ring, n_messages: int, *, gap_ns: int = 2_000, finish: bool = True) -> int:
+    """Producer for latency probes: one message at a time into an empty ring."""
+    h, slots = ring._live_header(), ring.slots
+    seq, end = 0, int(n_messages)
+    backoff = _Backoff()
+    while seq < end:
+        ring._beat(ring._PRODUCER)
+        before = seq
+        seq = int(kr.produce_paced(h, slots, seq, end, int(gap_ns), SPIN_BUDGET))
+        if seq < end:
+            ring.check_peer(ring._CONSUMER)
+            if seq > before:
+                backoff.reset()
+            backoff.wait()
+    if finish:
+        ring.finish()
+    return end
+
+
+def receive_sequence(ring: Ring, n_messages: int | None = None, *, histogram: np.ndarray | None = None,
+                     batch: int = 4096, timeout: float | None = None) -> SequenceReport:
+    """Consumer: read a sequenced stream until ``n_messages`` arrived or the producer
+    finished, checking every ``seq`` (none lost, duplicated or reordered).
+
+    With ``histogram`` (a ``kernels.histogram`` array) each message's one-way
+    latency ``now - ts`` is recorded. Raises ``PeerDeadError`` when the producer
+    dies first, ``TimeoutError`` after ``timeout`` seconds without completion.
+    """
+    h, slots = ring._live_header(), ring.slots
+    state = np.zeros(kr.SEQ_STATE_WORDS, dtype=np.int64)
+    record_latency = histogram is not None
+    hist = histogram if record_latency else new_histogram(2, 4)
+    target = np.iinfo(np.int64).max if n_messages is None else int(n_messages)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    first_ns = last_ns = first_batch = 0
+    backoff = _Backoff()
+    while state[kr.SEQ_RECEIVED] < target:
+        ring._beat(ring._CONSUMER)
+        want = int(min(batch, target - state[kr.SEQ_RECEIVED]))
+        n = kr.consume_sequence(h, slots, state, want, SPIN_BUDGET, hist, record_latency)
+        if n:
+            last_ns = time.perf_counter_ns()
+            if not first_ns:  # the clock starts after the first batch: count from there
+                first_ns, first_batch = last_ns, int(n)
+            backoff.reset()
+            continue
+        if ring.finished and len(ring) == 0:
+            break
+        ring.check_peer(ring._PRODUCER)
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"stream incomplete after {timeout} s: {int(state[kr.SEQ_RECEIVED])} received")
+        backoff.wait()
+    expected = None if n_messages is None else int(n_messages)
+    lost = int(state[kr.SEQ_LOST])
+    if expected is not None and state[kr.SEQ_EXPECTED] < expected:
+        lost += expected - int(state[kr.SEQ_EXPECTED])  # the tail that never came
+    return SequenceReport(expected, int(state[kr.SEQ_RECEIVED]), lost,
+                          int(state[kr.SEQ_OUT_OF_ORDER]), (last_ns - first_ns) / 1e9,
+                          int(state[kr.SEQ_RECEIVED]) - first_batch)
+
+
+# ------------------------------------------------------------- threads, processes
+def start_producer_thread(ring: Ring, n_messages: int, *, batch: int = 256) -> threading.Thread:
+    """Run ``send_sequence`` in a daemon thread; its exception (if any) lands in
+    ``thread.error`` (the thread's kernel calls release the GIL)."""
+    def run():
+        try:
+            send_sequence(ring, n_messages, batch=batch)
+        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
+            thread.error = exc
+
+    thread = threading.Thread(target=run, name="ring-producer", daemon=True)
+    thread.error = None
+    ring.register("producer")
+    thread.start()
+    return thread
+
+
+def _child_producer(name: str, dtype, n_messages: int, batch: int, paced_gap_ns: int | None,
+                    peer_timeout) -> None:
+    ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
+    try:
+        if paced_gap_ns is None:
+            send_sequence(ring, n_messages, batch=batch)
+        else:
+            send_paced(ring, n_messages, gap_ns=paced_gap_ns)
+    finally:
+        ring.close()
+
+
+def _child_consumer(name: str, dtype, n_messages: int, batch: int, peer_timeout, results) -> None:
+    ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
+    try:
+        report = receive_sequence(ring, n_messages, batch=batch)
+        results.put(report)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        results.put(exc)
+    finally:
+        ring.close()
+
+
+def _context(method: str):
+    return mp.get_context(method)
+
+
+def start_producer_process(ring: SharedRing, n_messages: int, *, batch: int = 256,
+                           paced_gap_ns: int | None = None, method: str = "spawn"):
+    """Start a process that attaches to ``ring`` by name and sends a sequence.
+
+    The parent registers the child's pid as the producer at once, so a child that
+    dies even before attaching is reported by the consumer instead of awaited.
+    ``spawn`` is the default because forking a process that has threads (numba,
+    pytest, the notebook kernel) is unsafe.
+    """
+    if not isinstance(ring, SharedRing):
+        raise TypeError("processes need a SharedRing")
+    process = _context(method).Process(
+        target=_child_producer, name="ring-producer",
+        args=(ring.name, ring.dtype, int(n_messages), int(batch), paced_gap_ns, ring.peer_timeout),
+        daemon=True)
+    process.start()
+    ring.register("producer", process.pid)
+    return process
+
+
+def start_consumer_process(ring: SharedRing, n_messages: int, *, batch: int = 4096,
+                           method: str = "spawn"):
+    """Start a process that reads ``n_messages``; returns (process, results queue),
+    the queue yields its ``SequenceReport`` (or the exception it raised)."""
+    if not isinstance(ring, SharedRing):
+        raise TypeError("processes need a SharedRing")
+    ctx = _context(method)
+    results = ctx.Queue()
+    process = ctx.Process(target=_child_consumer, name="ring-consumer",
+                          args=(ring.name, ring.dtype, int(n_messages), int(batch),
+                                ring.peer_timeout, results), daemon=True)
+    process.start()
+    ring.register("consumer", process.pid)
+    return process, results
