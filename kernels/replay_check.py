@@ -20,8 +20,8 @@ resynchronises the engine's top ``L`` levels to the row and counts it:
 from __future__ import annotations
 
 from .book import (
-    C_FREE_HEAD, C_W, anon_order_id, apply_event, index_find, level_index, next_level,
-    remove_resting, rest_order, _price_index, _reduce_resting,
+    C_FREE_HEAD, C_W, anon_order_id, apply_event, borrow_fills, borrow_state, index_find,
+    level_index, next_level, remove_resting, rest_order, _price_index, _reduce_resting,
 )
 from .jit import kernel
 from .records import (
@@ -258,6 +258,8 @@ def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags
     where row ``i`` matched before any resync. Returns ``(matched, resyncs,
     unrepresented_levels)``.
     """
+    st = borrow_state(st)
+    fills = borrow_fills(fills)
     n_levels = rows.shape[1] // 4
     matched = 0
     resyncs = 0

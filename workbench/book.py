@@ -20,7 +20,6 @@ Two paths into the kernels:
 from __future__ import annotations
 
 import operator
-import time
 from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
@@ -53,6 +52,12 @@ def _lookup(enum_cls) -> dict:
 _SIDES = _lookup(Side)
 _TYPES = _lookup(OrderType)
 _TIFS = _lookup(TimeInForce)
+_LIMIT = R.LIMIT
+_EV_ADD = R.EV_ADD
+_OUTPUT_FULL = R.R_OUTPUT_FULL
+_HAS_FILLS = 1 << 16  # a kernel result code at or above this carries fills
+_INFINITIES = (float("inf"), float("-inf"))
+_new_result = tuple.__new__
 
 
 class OrderResult(NamedTuple):
@@ -152,7 +157,8 @@ class _Books:
     def _set_scratch(self, size: int) -> None:
         """(Re)build the fills scratch buffer and the single-call context over it."""
         self._scratch = np.zeros(size, dtype=R.FILL)
-        self._ctx = K.state_context(self.state, self._scratch)
+        self._ctx_array = K.state_context(self.state, self._scratch)  # kept alive: the kernel reads it
+        self._ctx = int(self._ctx_array.ctypes.data)
         warm = (self._ctx, 0, 0, 0, 0, -1, 0, 0, 0, 0)  # book -1: a reject that changes nothing
         saved = self.state.counters.copy()
         K.apply_one(*warm)
@@ -189,55 +195,81 @@ class _Books:
 
     # ------------------------------------------------------------ single-order path
     def _call(self, kind, book, order_id, side, price_units, qty, order_type, tif, ts):
-        status, reason, oid, filled, leaves, nf = self._apply_one(
+        code, filled, leaves = self._apply_one(
             self._ctx, ts, order_id, price_units, qty, book, kind, side, order_type, tif)
-        if reason == R.R_OUTPUT_FULL:
+        if code >> 16:
+            return self._result_with_fills(order_id, code, filled, leaves)
+        if (code >> 8) & 0xFF == _OUTPUT_FULL:
             # More possible fills than scratch slots: grow once to the worst case, retry.
             b = self.state.books[book]
             self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
             return self._call(kind, book, order_id, side, price_units, qty, order_type, tif, ts)
-        if nf:
-            fills = self._scratch[:nf].copy()
-            if self._record_fills:
-                self._fill_log.append(fills)
-        else:
-            fills = _NO_FILLS
-        return OrderResult(oid, _STATUS[status], filled, leaves, _REASON[reason], fills)
+        return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                         _REASON[(code >> 8) & 0xFF], _NO_FILLS))
+
+    def _result_with_fills(self, order_id, code, filled, leaves) -> OrderResult:
+        fills = self._scratch[:code >> 16].copy()
+        if self._record_fills:
+            self._fill_log.append(fills)
+        return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                         _REASON[(code >> 8) & 0xFF], fills))
 
     def _submit(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
-        side_code = _SIDES.get(side)
-        if side_code is None:
-            raise ValueError(f"side={side!r} must be Side.BUY/Side.SELL or 'buy'/'sell'")
-        type_code = _TYPES.get(order_type)
-        if type_code is None:
-            raise ValueError(f"order_type={order_type!r} must be one of {[m.name for m in OrderType]}")
-        tif_code = _TIFS.get(tif)
-        if tif_code is None:
-            raise ValueError(f"tif={tif!r} must be one of {[m.name for m in TimeInForce]}")
+        # One pass of checks, cheapest first: this is the per-order Python path.
+        try:
+            side_code = _SIDES[side]
+            type_code = _TYPES[order_type]
+            tif_code = _TIFS[tif]
+        except (KeyError, TypeError):
+            self._raise_enum_error(side, order_type, tif)
         if type(qty) is not int:
             qty = _positive_int(qty, "qty")
         elif qty <= 0:
             raise ValueError(f"qty={qty!r} must be positive")
-        if type_code == R.LIMIT:
-            units = self.to_units(price, book)
+        if type_code == _LIMIT:
+            units = price * self._price_scale
+            if type(units) is float:
+                rounded = round(units) if units == units and units not in _INFINITIES else 0
+            else:
+                rounded = units if type(units) is int else 0
+            if rounded <= 0 or rounded % self._tick_units_list[book] or abs(units - rounded) > 1e-6 * rounded:
+                rounded = self.to_units(price, book)  # raises the precise error
         elif price is None or price == 0:
-            units = 0
+            rounded = 0
         else:
             raise ValueError(f"price={price!r} given for a market order (leave it None)")
         if order_id is None:
             order_id = self._next_id
-            self._next_id += 1
-        elif type(order_id) is not int:
+            self._next_id = order_id + 1
+        elif type(order_id) is not int or order_id <= 0:
             order_id = _positive_int(order_id, "order_id")
-        elif order_id <= 0:
-            raise ValueError(f"order_id={order_id!r} must be positive")
-        return self._call(R.EV_ADD, book, order_id, side_code, units, qty, type_code, tif_code,
-                          time.monotonic_ns() if ts is None else ts)
+        # The kernel call is inlined for the common case (no fills): one Python frame less.
+        code, filled, leaves = self._apply_one(self._ctx, 0 if ts is None else ts, order_id, rounded,
+                                               qty, book, _EV_ADD, side_code, type_code, tif_code)
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        if code >> 16:
+            return self._result_with_fills(order_id, code, filled, leaves)
+        return self._call(_EV_ADD, book, order_id, side_code, rounded, qty, type_code, tif_code,
+                          0 if ts is None else ts)
+
+    @staticmethod
+    def _raise_enum_error(side, order_type, tif):
+        for value, table, field, enum_cls in ((side, _SIDES, "side", Side),
+                                              (order_type, _TYPES, "order_type", OrderType),
+                                              (tif, _TIFS, "tif", TimeInForce)):
+            try:
+                table[value]
+            except (KeyError, TypeError):
+                names = [m.name for m in enum_cls]
+                raise ValueError(f"{field}={value!r} must be one of {names} "
+                                 "(enum member, int or name)") from None
 
     def _cancel(self, book, order_id, qty) -> OrderResult:
         order_id = _positive_int(order_id, "order_id")
         qty = 0 if qty is None else _positive_int(qty, "qty")
-        return self._call(R.EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, time.monotonic_ns())
+        return self._call(R.EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
 
     def _modify(self, book, order_id, price, qty) -> OrderResult:
         order_id = _positive_int(order_id, "order_id")
@@ -245,12 +277,12 @@ class _Books:
             raise ValueError("modify needs a new price, a new qty, or both")
         units = 0 if price is None else self.to_units(price, book)
         qty = 0 if qty is None else _positive_int(qty, "qty")
-        return self._call(R.EV_MODIFY, book, order_id, 0, units, qty, 0, 0, time.monotonic_ns())
+        return self._call(R.EV_MODIFY, book, order_id, 0, units, qty, 0, 0, 0)
 
     def _execute(self, book, order_id, qty) -> OrderResult:
         order_id = _positive_int(order_id, "order_id")
         qty = _positive_int(qty, "qty")
-        return self._call(R.EV_EXECUTE, book, order_id, 0, 0, qty, 0, 0, time.monotonic_ns())
+        return self._call(R.EV_EXECUTE, book, order_id, 0, 0, qty, 0, 0, 0)
 
     # ------------------------------------------------------------------ batch path
     def apply(self, events: np.ndarray, fills_out: np.ndarray, results_out: np.ndarray | None = None,

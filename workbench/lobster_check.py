@@ -11,7 +11,7 @@ on that anonymous volume at their price.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ class LobsterCheck:
     unrepresented_levels: int = 0
     rejects: dict = field(default_factory=dict)
     first_mismatches: list = field(default_factory=list)
+    matched_flags: np.ndarray = field(default=None, repr=False)  # 1 where row i matched
+    ts: np.ndarray = field(default=None, repr=False)             # message times, ns after midnight
 
     @property
     def matched_pct(self) -> float:
@@ -50,8 +52,15 @@ class LobsterCheck:
         return {"rows": self.rows, "matched": self.matched, "resyncs": self.resyncs,
                 "levels": self.levels, "events_per_sec": self.events_per_sec}
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def rolling_match_rate(self, window: int = 1000) -> np.ndarray:
+        """Share of matched rows over a trailing window (for plots)."""
+        flags = self.matched_flags.astype(np.float64)
+        csum = np.concatenate(([0.0], np.cumsum(flags)))
+        out = np.empty(len(flags))
+        idx = np.arange(len(flags))
+        lo = np.maximum(0, idx - window + 1)
+        out[:] = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
+        return out
 
 
 def initial_row(first_row: np.ndarray, first_event: np.void, n_levels: int) -> np.ndarray:
@@ -99,6 +108,20 @@ def _price_levels_for(events: np.ndarray, tick_units: int) -> int:
     return width
 
 
+def prepare_replay(events: np.ndarray, rows: np.ndarray, symbol: str = "LOBSTER",
+                   capacity: int = 1_000_000) -> Engine:
+    """An engine holding the book as it stood before ``events[0]`` (the first orderbook
+    row with the first message undone, as anonymous volume), ready to replay ``events``."""
+    tick_units = L.TICK_UNITS
+    engine = Engine(symbols=[symbol], tick_size=tick_units / L.PRICE_SCALE, price_scale=L.PRICE_SCALE,
+                    capacity=capacity, price_levels=_price_levels_for(events, tick_units),
+                    anonymous_fallback=True, record_fills=False)
+    n_levels = rows.shape[1] // 4
+    RC.resync_top(engine.state, 0, initial_row(rows[0], events[0], n_levels), n_levels,
+                  int(events[0]["ts"]))
+    return engine
+
+
 def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, levels: int | None = None,
                   capacity: int = 1_000_000, progress: bool = False, chunk: int = 250_000) -> LobsterCheck:
     """Replay ``messages_path`` and compare with ``orderbook_path`` after every message."""
@@ -113,21 +136,17 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
     rows = L.orderbook_array(orderbook)
     n_levels = rows.shape[1] // 4
     symbol = L.parse_filename(messages_path).ticker if _named(messages_path) else "LOBSTER"
-    tick_units = L.TICK_UNITS
-    engine = Engine(symbols=[symbol], tick_size=tick_units / L.PRICE_SCALE, price_scale=L.PRICE_SCALE,
-                    capacity=capacity, price_levels=_price_levels_for(events, tick_units),
-                    anonymous_fallback=True, record_fills=False)
+    engine = prepare_replay(events, rows, symbol, capacity)
     st = engine.state
     scratch = np.zeros(capacity, dtype=R.FILL)
     flags = np.zeros(len(events), dtype=np.uint8)
-
-    start_row = initial_row(rows[0], events[0], n_levels)
-    unrepresented = int(RC.resync_top(st, 0, start_row, n_levels, int(events[0]["ts"])))
+    unrepresented = 0
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(events), unit="msg", desc=f"lobster-check {symbol}")
+    RC.replay_and_compare(st, 0, events, rows, 0, 0, scratch, flags)  # compile / load first
     matched = resyncs = 0
     started = time.perf_counter()
     position = 0
@@ -148,7 +167,7 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
         rows=len(events), matched=matched, resyncs=resyncs, levels=n_levels,
         events_per_sec=len(events) / seconds if seconds > 0 else float("inf"), seconds=seconds,
         unrepresented_levels=unrepresented, rejects=engine.stats()["rejects"],
-        first_mismatches=mismatches,
+        first_mismatches=mismatches, matched_flags=flags, ts=events["ts"].copy(),
     )
 
 

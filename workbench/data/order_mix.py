@@ -1,0 +1,48 @@
+"""The benchmark order-entry mix (``kernels.flow``) as EVENT arrays, with its settings.
+
+``order_mix(n)`` gives ``n`` events shaped like matching-engine benchmarks' flows
+(about 1,000 resting orders over about 750 price levels; mostly passive GTC adds, some
+marketable IOC orders, cancels, moves and reductions). Every event is valid at its
+point in the flow, so a fresh book replays it without a reject.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import book as K
+from kernels import flow
+from kernels import records as R
+
+
+@dataclass(frozen=True)
+class MixSettings:
+    """What the mix's book needs: replay into ``OrderBook(tick_size=..., price_levels=...)``."""
+
+    tick_size: float = 0.01
+    price_scale: int = 10_000
+    price_levels: int = 8192
+    mid: float = 100.0
+    half_span_ticks: int = 375     # passive orders up to this far behind the mid: ~750 levels
+    target_resting: int = 1_000
+    p_ioc: float = 0.05
+    p_cancel: float = 0.35
+    p_move: float = 0.08
+    p_reduce: float = 0.02
+
+
+def order_mix(n: int, seed: int = 0, settings: MixSettings = MixSettings()) -> np.ndarray:
+    """``n`` EVENT records of the mix for symbol 0, deterministic by ``seed``."""
+    if n < 1:
+        raise ValueError(f"n={n} must be at least 1")
+    tick = round(settings.tick_size * settings.price_scale)
+    mid = round(settings.mid * settings.price_scale)
+    state = K.allocate_state(1, n + 16, settings.price_levels, [tick])
+    scratch_fills = np.zeros(n + 16, dtype=R.FILL)
+    events = np.zeros(n, dtype=R.EVENT)
+    live = np.zeros(n, dtype=np.int64)
+    flow.generate_order_mix(state, scratch_fills, events, seed, mid, tick, settings.half_span_ticks,
+                            settings.target_resting, settings.p_ioc, settings.p_cancel,
+                            settings.p_move, settings.p_reduce, live)
+    return events
