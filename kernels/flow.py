@@ -89,6 +89,8 @@ def generate_order_mix(st, fills, events, seed, mid, tick, half_span, target_res
                 e.kind = EV_DELETE
                 e.price = o.price
                 e.qty = o.qty
+                n_live -= 1
+                live_ids[found] = live_ids[n_live]
             elif kind == EV_MODIFY:
                 e.kind = EV_MODIFY
                 step = 1 + np.random.randint(0, 3)

@@ -24,7 +24,7 @@ class MixSettings:
     price_scale: int = 10_000
     price_levels: int = 8192
     mid: float = 100.0
-    half_span_ticks: int = 375     # passive orders up to this far behind the mid: ~750 levels
+    half_span_ticks: int = 600     # passive orders up to this far behind the mid: ~750 levels occupied
     target_resting: int = 1_000
     p_ioc: float = 0.05
     p_cancel: float = 0.35
