@@ -267,3 +267,10 @@ def test_fills_log_as_polars():
     fills = book.fills()
     assert fills.select("maker_id", "taker_id", "price", "qty", "symbol", "taker_side").rows() == [
         (1, 2, 100.0, 5, "TEST", "buy")]
+
+
+def test_automatic_ids_never_collide_with_given_ids():
+    book = small_book()
+    assert book.submit(Side.BUY, 99.0, 1, order_id=2).accepted
+    ids = [book.submit(Side.BUY, 98.0, 1).order_id for _ in range(3)]
+    assert ids == [3, 4, 5] and all(book.queue_position(i) is not None for i in ids)

@@ -18,6 +18,9 @@ _EXPORTS = {
     "OrderStatus": "workbench.enums", "RejectReason": "workbench.enums", "EventKind": "workbench.enums",
     "ReferenceBook": "workbench.reference",
     "lobster_check": "workbench.lobster_check",
+    # plots
+    "depth_chart": "workbench.plots", "depth_table": "workbench.plots",
+    "ladder_figure": "workbench.plots", "lobster_match_plot": "workbench.plots",
     # latency, queues, hardware
     "LatencyRecorder": "workbench.latency",
     "Ring": "workbench.queues", "SharedRing": "workbench.queues",

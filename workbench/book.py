@@ -241,8 +241,11 @@ class _Books:
         if order_id is None:
             order_id = self._next_id
             self._next_id = order_id + 1
-        elif type(order_id) is not int or order_id <= 0:
-            order_id = _positive_int(order_id, "order_id")
+        else:
+            if type(order_id) is not int or order_id <= 0:
+                order_id = _positive_int(order_id, "order_id")
+            if order_id >= self._next_id:
+                self._next_id = order_id + 1  # automatic ids never collide with given ones
         # The kernel call is inlined for the common case (no fills): one Python frame less.
         code, filled, leaves = self._apply_one(self._ctx, 0 if ts is None else ts, order_id, rounded,
                                                qty, book, _EV_ADD, side_code, type_code, tif_code)

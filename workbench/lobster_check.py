@@ -54,6 +54,8 @@ class LobsterCheck:
 
     def rolling_match_rate(self, window: int = 1000) -> np.ndarray:
         """Share of matched rows over a trailing window (for plots)."""
+        if int(window) < 1:
+            raise ValueError(f"window={window!r} must be >= 1")
         flags = self.matched_flags.astype(np.float64)
         csum = np.concatenate(([0.0], np.cumsum(flags)))
         out = np.empty(len(flags))

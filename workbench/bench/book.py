@@ -47,7 +47,7 @@ def _replay_rate(repeats: int, quick: bool) -> tuple[float, str, int]:
         events = L.to_events(L.read_messages(paths[0]))
         rows = L.orderbook_array(L.read_orderbook(paths[1]))
         source = "lobster AAPL 2012-06-21 first hour"
-        make = lambda: prepare_replay(events, rows, "AAPL", capacity=200_000)  # noqa: E731
+        make = lambda: prepare_replay(events, rows, "AAPL", capacity=8_192)  # noqa: E731  (<= 390 rest at once)
     else:
         from workbench.book import Engine
         from workbench.data.synthetic import simulate

@@ -1,0 +1,160 @@
+"""Bokeh plots of order books and replays: depth chart, price ladder, LOBSTER match rate.
+
+This module owns the *pictures* of the book. Following the product rule, the builders
+compute nothing about the market themselves: they ask the workbench objects
+(``OrderBook.depth``, ``Engine.depth``, ``LobsterCheck.rolling_match_rate``) or the
+one table function here (``depth_table``) for the numbers and put them, as they come,
+into ``ColumnDataSource``s. Every glyph that shows book data has a ``name``
+(``"bid_depth"``, ``"ask_depth"``, ``"bid_ladder"``, ``"ask_ladder"``,
+``"match_rate"``), so tests and callers can find its source with
+``fig.select({"name": ...})``.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from .book import Engine, OrderBook
+
+__all__ = ["depth_table", "depth_chart", "ladder_figure", "lobster_match_plot"]
+
+BID_COLOR = "#2ca02c"
+ASK_COLOR = "#d62728"
+
+
+def _book_depth(book_or_engine, symbol: str | None, n: int) -> tuple[pl.DataFrame, str, float | None]:
+    """``depth(n)`` of an OrderBook, or of one symbol of an Engine; with its name and mid."""
+    if isinstance(book_or_engine, OrderBook):
+        if symbol is not None and symbol != book_or_engine.symbol:
+            raise ValueError(f"symbol={symbol!r} but this OrderBook is {book_or_engine.symbol!r}")
+        return book_or_engine.depth(n), book_or_engine.symbol, book_or_engine.mid_price
+    if isinstance(book_or_engine, Engine):
+        if symbol is None:
+            if len(book_or_engine.symbols) != 1:
+                raise ValueError(f"symbol=None but the engine holds {book_or_engine.symbols}; name one")
+            symbol = book_or_engine.symbols[0]
+        return book_or_engine.depth(symbol, n), symbol, book_or_engine.mid_price(symbol)
+    raise ValueError(f"book_or_engine must be a workbench OrderBook or Engine, got "
+                     f"{type(book_or_engine).__name__}")
+
+
+def depth_table(book_or_engine, symbol: str | None = None, n: int = 20) -> pl.DataFrame:
+    """The top ``n`` levels per side (``depth(n)``: side, level, price, qty, orders) plus
+    ``cum_qty``: the quantity from the touch down to and including each level, i.e.
+    what a market order of that size would sweep. Bids then asks, best first."""
+    depth, _, _ = _book_depth(book_or_engine, symbol, n)
+    return depth.with_columns(pl.col("qty").cum_sum().over("side").alias("cum_qty"))
+
+
+def _columns(frame: pl.DataFrame) -> dict:
+    return {name: frame[name].to_numpy() for name in frame.columns if name != "side"}
+
+
+def depth_chart(book_or_engine, symbol: str | None = None, n: int = 20, *, title: str | None = None,
+                width: int = 700, height: int = 350):
+    """Cumulative depth chart: bids (green) start at the best bid and step down in price
+    (to the left), asks (red) start at the best ask and step up in price (to the right);
+    both climb in quantity away from the touch. A dashed line marks the mid.
+
+    The height at a price is the quantity a market order would trade to get there
+    (``depth_table``'s ``cum_qty``).
+    """
+    from bokeh.models import ColumnDataSource, HoverTool, Span
+    from bokeh.plotting import figure
+
+    table = depth_table(book_or_engine, symbol, n)
+    _, name, mid = _book_depth(book_or_engine, symbol, 1)
+    fig = figure(title=title or f"{name}: cumulative depth, top {n} levels per side",
+                 width=width, height=height, x_axis_label="price", y_axis_label="cumulative quantity",
+                 tools="pan,wheel_zoom,box_zoom,reset,save")
+    points = []
+    for side, color, label in (("bid", BID_COLOR, "bids"), ("ask", ASK_COLOR, "asks")):
+        source = ColumnDataSource(_columns(table.filter(pl.col("side") == side)), name=f"{side}_source")
+        # Levels come best first, so "after" holds each cumulative quantity from a level's
+        # price out to the next worse level, on both sides.
+        fig.varea_step(x="price", y1=0, y2="cum_qty", step_mode="after", source=source,
+                       fill_color=color, fill_alpha=0.25)
+        fig.step(x="price", y="cum_qty", mode="after", source=source, line_color=color, line_width=2,
+                 legend_label=label)
+        points.append(fig.scatter(x="price", y="cum_qty", source=source, color=color, size=6,
+                                  name=f"{side}_depth"))
+    if mid is not None:
+        fig.add_layout(Span(location=mid, dimension="height", line_dash="dashed", line_color="gray"))
+    fig.add_tools(HoverTool(renderers=points, tooltips=[
+        ("price", "@price{0.00[00]}"), ("level", "@level"), ("level qty", "@qty"),
+        ("cumulative", "@cum_qty"), ("orders", "@orders")]))
+    fig.legend.location = "top_center"
+    fig.y_range.start = 0
+    return fig
+
+
+def ladder_figure(book_or_engine, symbol: str | None = None, n: int = 10, *, width: int = 640,
+                  height: int | None = None):
+    """A price ladder: one row per price, best prices in the middle; bid quantity grows to
+    the left (green), ask quantity to the right (red). Returns a bokeh ``row`` layout."""
+    from bokeh.layouts import row
+    from bokeh.models import ColumnDataSource, FactorRange
+    from bokeh.plotting import figure
+
+    table = depth_table(book_or_engine, symbol, n)
+    _, name, _ = _book_depth(book_or_engine, symbol, 1)
+    table = table.with_columns(pl.col("price").cast(pl.Utf8).alias("label"))
+    # Highest price on top: asks worst..best, then bids best..worst.
+    asks, bids = table.filter(pl.col("side") == "ask"), table.filter(pl.col("side") == "bid")
+    factors = asks["label"].reverse().to_list() + bids["label"].to_list()
+    y_range = FactorRange(factors=factors)
+    height = height or max(200, 22 * len(factors) + 80)
+    figs = []
+    for side, frame, color in (("bid", bids, BID_COLOR), ("ask", asks, ASK_COLOR)):
+        source = ColumnDataSource({**_columns(frame), "label": frame["label"].to_list()},
+                                  name=f"{side}_source")
+        fig = figure(y_range=y_range, width=width // 2, height=height, x_axis_label=f"{side} qty",
+                     title=f"{name} {side}s" if side == "bid" else "asks", toolbar_location=None,
+                     tooltips=[("price", "@label"), ("qty", "@qty"), ("orders", "@orders")])
+        fig.hbar(y="label", left=0, right="qty", height=0.8, source=source, color=color,
+                 name=f"{side}_ladder")
+        fig.text(x=0, y="label", text="orders", source=source, text_font_size="9pt",
+                 text_baseline="middle", x_offset=3 if side == "ask" else -3,
+                 text_align="left" if side == "ask" else "right")
+        fig.x_range.start = 0
+        if side == "bid":
+            fig.x_range.flipped = True  # bids grow leftwards from the centre line
+            fig.yaxis.visible = False
+        else:
+            fig.yaxis.axis_label = "price"
+        figs.append(fig)
+    return row(*figs)
+
+
+def lobster_match_plot(check, window: int = 1000, *, max_points: int = 4000, width: int = 800,
+                       height: int = 300):
+    """Share of LOBSTER rows whose top levels the engine reproduced, over a trailing
+    ``window`` of messages, against the time of day (hours after midnight).
+
+    ``check`` is a ``workbench.lobster_check.LobsterCheck``; the rate is its
+    ``rolling_match_rate(window)``. At most ``max_points`` points are drawn (every
+    k-th message) so a long day stays light in the notebook.
+    """
+    from bokeh.models import ColumnDataSource, Span
+    from bokeh.plotting import figure
+
+    if getattr(check, "matched_flags", None) is None or getattr(check, "ts", None) is None:
+        raise ValueError("check must be a LobsterCheck returned by lobster_check (with matched_flags and ts)")
+    if not isinstance(window, int) or window < 1:
+        raise ValueError(f"window={window!r} must be a positive number of messages")
+    if max_points < 2:
+        raise ValueError(f"max_points={max_points} must be at least 2")
+    rate = check.rolling_match_rate(window)
+    step = max(1, -(-len(rate) // max_points))
+    source = ColumnDataSource({"hours": check.ts[::step] / 3.6e12, "match_pct": 100.0 * rate[::step]},
+                              name="match_source")
+    fig = figure(title=(f"Engine vs LOBSTER: {window}-message rolling match rate; "
+                        f"{check.matched_pct:.1f}% of {check.rows:,} rows overall (dashed), "
+                        f"{check.resyncs:,} resyncs"),
+                 width=width, height=height, x_axis_label="hours after midnight",
+                 y_axis_label="rows matched (%)",
+                 tooltips=[("hour", "@hours{0.000}"), ("matched", "@match_pct{0.0}%")])
+    fig.line(x="hours", y="match_pct", source=source, line_width=1.5, name="match_rate")
+    fig.add_layout(Span(location=check.matched_pct, dimension="width", line_dash="dashed",
+                        line_color="gray"))
+    fig.y_range.end = 101
+    return fig
