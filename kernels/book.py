@@ -358,8 +358,9 @@ def _price_index(st, book, price):
 
 
 @kernel
-def rest_order(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, status):
-    """Append a new order at the tail of its level. Caller checked id and free slot."""
+def rest_order(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, status, ins_pos=-1):
+    """Append a new order at the tail of its level. Caller checked id and free slot.
+    ``ins_pos``: its index insertion position when the caller already probed for it."""
     pool = st.pool
     counters = st.counters
     b = st.books[book]
@@ -392,7 +393,7 @@ def rest_order(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, 
     lv.tail = slot
     lv.count += 1
     lv.qty += qty
-    pos = -1 - index_find(st, order_id, book)
+    pos = ins_pos if ins_pos >= 0 else -1 - index_find(st, order_id, book)
     st.index_keys[pos] = order_id
     st.index_slots[pos] = slot
     b.orders[side] += 1
@@ -553,16 +554,20 @@ def _reject(st, reason, order_id, nf):
 
 @kernel
 def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif, limit_idx,
-           prior_filled):
-    """Match a validated order, then rest or cancel what is left."""
+           prior_filled, ins_pos):
+    """Match a validated order, then rest or cancel what is left. ``ins_pos`` is the
+    id's index insertion position probed before matching (-1 if unknown)."""
     remaining, nf = _match(st, fills, nf, book, side, limit_idx, qty, order_id, ts)
+    if remaining != qty:
+        ins_pos = -1  # matching removed index entries: the probe is stale
     filled = prior_filled + qty - remaining
     if remaining == 0:
         return ST_FILLED, R_NONE, order_id, filled, np.int64(0), nf
     if order_type == LIMIT and tif == GTC:
         idx = _price_index(st, book, price)  # the window may have re-centred if the book emptied
         status = ST_NEW if filled == 0 else ST_PARTIALLY_FILLED
-        rest_order(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status)
+        rest_order(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status,
+                   ins_pos)
         return status, R_NONE, order_id, filled, remaining, nf
     return ST_CANCELLED, R_NONE, order_id, filled, np.int64(0), nf
 
@@ -578,7 +583,8 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     b = st.books[book]
     if b.halted != 0:
         return _reject(st, R_HALTED, order_id, nf)
-    if index_find(st, order_id, book) >= 0:
+    probe = index_find(st, order_id, book)
+    if probe >= 0:
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
     rests = order_type == LIMIT and tif == GTC
     limit_idx = -1
@@ -604,7 +610,7 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if not _fills_room_ok(st, fills, nf, book, side, limit_idx, qty):
         return _reject(st, R_OUTPUT_FULL, order_id, nf)
     return _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
-                  limit_idx, 0)
+                  limit_idx, 0, -1 - probe)
 
 
 @kernel
@@ -696,7 +702,7 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book):
     remove_resting(st, slot, pos)
     limit_idx = _price_index(st, book, new_price)
     return _enter(st, fills, nf, ts, order_id, new_price, new_qty, book, side, order_type, tif,
-                  limit_idx, prior_filled)
+                  limit_idx, prior_filled, -1)
 
 
 @kernel

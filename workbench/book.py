@@ -54,6 +54,8 @@ _TYPES = _lookup(OrderType)
 _TIFS = _lookup(TimeInForce)
 _LIMIT = R.LIMIT
 _EV_ADD = R.EV_ADD
+_EV_CANCEL = R.EV_CANCEL
+_EV_MODIFY = R.EV_MODIFY
 _OUTPUT_FULL = R.R_OUTPUT_FULL
 _HAS_FILLS = 1 << 16  # a kernel result code at or above this carries fills
 _INFINITIES = (float("inf"), float("-inf"))
@@ -270,17 +272,38 @@ class _Books:
                                  "(enum member, int or name)") from None
 
     def _cancel(self, book, order_id, qty) -> OrderResult:
-        order_id = _positive_int(order_id, "order_id")
-        qty = 0 if qty is None else _positive_int(qty, "qty")
-        return self._call(R.EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
+        if type(order_id) is not int or order_id <= 0:
+            order_id = _positive_int(order_id, "order_id")
+        if qty is None:
+            qty = 0
+        elif type(qty) is not int or qty <= 0:
+            qty = _positive_int(qty, "qty")
+        return self._quick(_EV_CANCEL, book, order_id, 0, qty)
 
     def _modify(self, book, order_id, price, qty) -> OrderResult:
-        order_id = _positive_int(order_id, "order_id")
-        if price is None and qty is None:
-            raise ValueError("modify needs a new price, a new qty, or both")
-        units = 0 if price is None else self.to_units(price, book)
-        qty = 0 if qty is None else _positive_int(qty, "qty")
-        return self._call(R.EV_MODIFY, book, order_id, 0, units, qty, 0, 0, 0)
+        if type(order_id) is not int or order_id <= 0:
+            order_id = _positive_int(order_id, "order_id")
+        if price is None:
+            if qty is None:
+                raise ValueError("modify needs a new price, a new qty, or both")
+            units = 0
+        else:
+            units = self.to_units(price, book)
+        if qty is None:
+            qty = 0
+        elif type(qty) is not int or qty <= 0:
+            qty = _positive_int(qty, "qty")
+        return self._quick(_EV_MODIFY, book, order_id, units, qty)
+
+    def _quick(self, kind, book, order_id, units, qty) -> OrderResult:
+        """One kernel call for a cancel/modify/execute; the common no-fill case inline."""
+        code, filled, leaves = self._apply_one(self._ctx, 0, order_id, units, qty, book, kind, 0, 0, 0)
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        if code >> 16:
+            return self._result_with_fills(order_id, code, filled, leaves)
+        return self._call(kind, book, order_id, 0, units, qty, 0, 0, 0)
 
     def _execute(self, book, order_id, qty) -> OrderResult:
         order_id = _positive_int(order_id, "order_id")
