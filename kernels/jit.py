@@ -28,10 +28,13 @@ def safe_mode_enabled(environ=os.environ) -> bool:
 
 SAFE_MODE: bool = safe_mode_enabled()
 
-if SAFE_MODE and not numba.config.CACHE_DIR:
-    # A separate cache tree for bounds-checked builds (see module docstring).
-    _base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    numba.config.CACHE_DIR = os.path.join(_base, "hft-workbench", "numba-safe")
+if SAFE_MODE:
+    # A separate cache tree for bounds-checked builds (see module docstring), also when
+    # the user points NUMBA_CACHE_DIR somewhere: safe builds go to a subfolder of it.
+    _base = numba.config.CACHE_DIR or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "hft-workbench")
+    numba.config.CACHE_DIR = os.path.join(_base, "numba-safe")
 
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,

@@ -21,6 +21,9 @@ _EXPORTS = {
     # plots
     "depth_chart": "workbench.plots", "depth_table": "workbench.plots",
     "ladder_figure": "workbench.plots", "lobster_match_plot": "workbench.plots",
+    # FIX 4.4
+    "FixAcceptor": "workbench.fix", "FixSession": "workbench.fix", "FixBatch": "workbench.fix",
+    "encode_execution_report": "workbench.fix",
     # latency, queues, hardware
     "LatencyRecorder": "workbench.latency",
     "Ring": "workbench.queues", "SharedRing": "workbench.queues",

@@ -1,0 +1,33 @@
+"""FIX 4.4 for the workbench: parse, validate, decode, encode, and a TCP acceptor.
+
+``parse(data) -> FixBatch`` frames and checksums every message (kernels.fix), validates
+it against the shipped FIX 4.4 dictionary subset, and decodes orders into engine
+``EVENT`` records; ``encode_execution_report`` renders fills as ExecutionReports;
+``FixSession`` is the session layer (logon, heartbeats, sequence numbers) without I/O and
+``FixAcceptor`` serves it over asyncio TCP into the matching ``Engine``.
+"""
+from __future__ import annotations
+
+from workbench.fix.dictionary import Dictionary, load_dictionary
+from workbench.fix.encoder import (
+    build_message, checksum, encode_execution_report, encode_execution_reports,
+    execution_reports_from_fills,
+)
+from workbench.fix.parser import FixBatch, parse
+
+__all__ = [
+    "Dictionary", "FixAcceptor", "FixBatch", "FixSession", "build_message", "checksum",
+    "encode_execution_report", "encode_execution_reports", "execution_reports_from_fills",
+    "load_dictionary", "parse",
+]
+
+
+def __getattr__(name):
+    # the session and the acceptor pull in asyncio and the engine: load them on first use
+    if name == "FixSession":
+        from workbench.fix.session import FixSession
+        return FixSession
+    if name == "FixAcceptor":
+        from workbench.fix.acceptor import FixAcceptor
+        return FixAcceptor
+    raise AttributeError(name)
