@@ -800,13 +800,15 @@ def apply_batch_discard_fills(st, events, fills, latency_ns):
 
 # ---------------------------------------------------------------- single-call path
 @intrinsic
-def _address_as_pointer(typingctx, address):
+def address_as_pointer(typingctx, address):
+    """An int64 address as a ``void*`` for ``numba.carray`` (no reference count)."""
     sig = types.voidptr(types.int64)
 
     def codegen(context, builder, signature, args):
         return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
 
     return sig, codegen
+
 
 
 CTX_SIZE = 16  # (address, length) of the 7 state arrays and the fills buffer
@@ -832,21 +834,21 @@ def state_context(st: BookState, fills: np.ndarray) -> np.ndarray:
 @kernel
 def state_from_context(ctx):
     st = BookState(
-        carray(_address_as_pointer(ctx[0]), ctx[1], ORDER),
-        carray(_address_as_pointer(ctx[2]), ctx[3], LEVEL),
-        carray(_address_as_pointer(ctx[4]), ctx[5], np.uint64),
-        carray(_address_as_pointer(ctx[6]), ctx[7], BOOK),
-        carray(_address_as_pointer(ctx[8]), ctx[9], np.int64),
-        carray(_address_as_pointer(ctx[10]), ctx[11], np.int32),
-        carray(_address_as_pointer(ctx[12]), ctx[13], np.int64),
+        carray(address_as_pointer(ctx[0]), ctx[1], ORDER),
+        carray(address_as_pointer(ctx[2]), ctx[3], LEVEL),
+        carray(address_as_pointer(ctx[4]), ctx[5], np.uint64),
+        carray(address_as_pointer(ctx[6]), ctx[7], BOOK),
+        carray(address_as_pointer(ctx[8]), ctx[9], np.int64),
+        carray(address_as_pointer(ctx[10]), ctx[11], np.int32),
+        carray(address_as_pointer(ctx[12]), ctx[13], np.int64),
     )
-    fills = carray(_address_as_pointer(ctx[14]), ctx[15], FILL)
+    fills = carray(address_as_pointer(ctx[14]), ctx[15], FILL)
     return st, fills
 
 
 @kernel
 def _borrow(a, dtype):
-    return carray(_address_as_pointer(np.int64(a.ctypes.data)), a.shape[0], dtype)
+    return carray(address_as_pointer(np.int64(a.ctypes.data)), a.shape[0], dtype)
 
 
 @kernel
@@ -882,7 +884,7 @@ def apply_one(ctx_address, ts, order_id, price, qty, book, kind, side, order_typ
     faster than six. ``ts <= 0`` stamps the event with the engine's event sequence
     number (a logical clock).
     """
-    ctx = carray(_address_as_pointer(ctx_address), CTX_SIZE, np.int64)
+    ctx = carray(address_as_pointer(ctx_address), CTX_SIZE, np.int64)
     st, fills = state_from_context(ctx)
     if ts <= 0:
         ts = st.counters[C_EVENTS] + 1

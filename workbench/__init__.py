@@ -24,6 +24,11 @@ _EXPORTS = {
     # FIX 4.4
     "FixAcceptor": "workbench.fix", "FixSession": "workbench.fix", "FixBatch": "workbench.fix",
     "encode_execution_report": "workbench.fix",
+    # backtesting and the live pipeline
+    "Backtest": "workbench.backtest", "BacktestResult": "workbench.backtest",
+    "sweep": "workbench.backtest", "run_demo": "workbench.backtest",
+    "Pipeline": "workbench.live", "overload_sweep": "workbench.live",
+    "simulate_admission": "workbench.live", "dashboard": "workbench.widgets",
     # latency, queues, hardware
     "LatencyRecorder": "workbench.latency",
     "Ring": "workbench.queues", "SharedRing": "workbench.queues",

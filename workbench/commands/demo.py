@@ -1,21 +1,56 @@
-"""``python -m workbench demo``: the headline job on embedded data (no network, no ../shared)."""
+"""``python -m workbench demo``: the headline job on embedded data (no network, no ../shared).
+
+1. A market-making backtest (inventory skew, feed/entry/response latency, exact L3 queue
+   position, fees, risk) on the embedded synthetic session: P&L stats, events/s,
+   tick-to-trade percentiles, and ``demo-report.html``. ``--data lobster MESSAGES`` or
+   ``--data binance CAPTURE`` replays real data instead.
+2. A seeded exchange-core-like order flow through the matching engine: throughput,
+   in-kernel per-order latency percentiles and the resulting book.
+"""
 from __future__ import annotations
+
+from pathlib import Path
+
+DATA_KINDS = ("synthetic", "lobster", "binance")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("demo", help="run the headline demo on embedded data",
-                                   description="Seeded order flow through the matching engine.")
+                                   description=__doc__.split("\n\n", 1)[1],
+                                   formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["synthetic"], metavar=("KIND", "FILE"),
+                        help="synthetic (default), 'lobster MESSAGES.csv' or 'binance CAPTURE.gz'")
+    parser.add_argument("--report", default="demo-report.html",
+                        help="where to write the HTML report (default: demo-report.html)")
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders in the engine demo")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--skip-engine", action="store_true", help="only the backtest")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(handler=_run)
 
 
 def _run(args) -> int:
-    from workbench.demo import engine_demo, format_engine_demo
-
+    kind, *rest = args.data
+    if kind not in DATA_KINDS:
+        raise ValueError(f"--data {kind!r} must be one of {DATA_KINDS}")
+    if len(rest) > 1 or (kind == "synthetic" and rest):
+        raise ValueError(f"--data {' '.join(args.data)!r}: give one file, and only for lobster/binance")
+    file = rest[0] if rest else None
+    if file is not None and not Path(file).is_file():
+        raise FileNotFoundError(f"--data {kind} {file}: no such file")
     if args.orders < 1:
         raise ValueError(f"--orders={args.orders} must be at least 1")
-    result = engine_demo(args.orders, seed=args.seed, progress=not args.no_progress)
-    print(format_engine_demo(result))
+
+    from workbench.backtest import run_demo
+
+    report = Path(args.report)
+    _, summary = run_demo(data=kind, path=report, progress=not args.no_progress, file=file)
+    print(summary)
+    print(f"report: {report.resolve()}")
+    if not args.skip_engine:
+        from workbench.demo import engine_demo, format_engine_demo
+
+        print()
+        print(format_engine_demo(engine_demo(args.orders, seed=args.seed,
+                                             progress=not args.no_progress)))
     return 0

@@ -1,0 +1,256 @@
+"""Bundled backtest strategies and the helpers a strategy (bundled or user-written) uses.
+
+Every strategy has the one signature the loop (``kernels.backtest.run_l3``) calls::
+
+    strategy(ctx, view, orders, params, actions) -> int   # actions written
+
+* ``ctx``: a ``kernels.backtest.CTX`` record: ``ts`` (local ns), ``position``,
+  ``cash``, ``equity`` as the strategy knows them, ``last_fill_*``, ``wake``
+  (``W_MARKET``/``W_RESPONSE``), ``open_bid_qty``/``open_ask_qty``, ``tick``,
+  ``price_scale``, ``killed`` and ``mem`` (16 floats of scratch that persist).
+* ``view``: a ``VIEW`` record: ``bid``/``ask`` (price units, 0 = empty), sizes, ``mid``,
+  last trade, and the own best bid/ask order with ``own_*_ahead`` = quantity ahead.
+* ``orders``: ``LIVE`` array, the strategy's open orders as it knows them
+  (``state`` != ``OS_FREE``).
+* ``params``: float64 array (indices documented per strategy below).
+* ``actions``: ``ACTION`` array; write with :func:`place`, :func:`cancel`,
+  :func:`requote` and return how many were written.
+
+A user strategy is any ``@numba.njit`` function with that signature (see notebook 06).
+Bundled: :func:`mm_skew` (market making with inventory skew), :func:`avellaneda_stoikov`,
+:func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .backtest import A_CANCEL, A_NEW, OS_FREE, OS_PENDING_CANCEL
+from .jit import kernel
+from .records import BUY, GTC, IOC, SELL
+
+
+# ------------------------------------------------------------------------ helpers
+@kernel(inline="always")
+def place(actions, n, side, price, qty, tif):
+    """Write a new limit order as action ``n``; returns the new count."""
+    if n >= len(actions):
+        return n
+    a = actions[n]
+    a.kind = A_NEW
+    a.side = side
+    a.price = price
+    a.qty = qty
+    a.tif = tif
+    a.order_id = 0
+    return n + 1
+
+
+@kernel(inline="always")
+def cancel(actions, n, order_id):
+    """Write a cancel of ``order_id`` as action ``n``; returns the new count."""
+    if n >= len(actions):
+        return n
+    a = actions[n]
+    a.kind = A_CANCEL
+    a.order_id = order_id
+    a.side = 0
+    a.price = 0
+    a.qty = 0
+    a.tif = GTC
+    return n + 1
+
+
+@kernel
+def requote(orders, actions, n, side, price, qty):
+    """Keep one resting order on ``side`` at ``price``: cancel the side's other orders and
+    place ``qty`` if none is there yet. ``price <= 0`` cancels the whole side."""
+    have = False
+    for k in range(len(orders)):
+        o = orders[k]
+        if o.state == OS_FREE or o.side != side or o.state == OS_PENDING_CANCEL:
+            continue
+        if price > 0 and o.price == price and not have:
+            have = True
+            continue
+        n = cancel(actions, n, o.order_id)
+    if not have and price > 0 and qty > 0:
+        n = place(actions, n, side, price, qty, GTC)
+    return n
+
+
+@kernel(inline="always")
+def floor_tick(x, tick):
+    return np.int64(math.floor(x / tick)) * tick
+
+
+@kernel(inline="always")
+def ceil_tick(x, tick):
+    return np.int64(math.ceil(x / tick)) * tick
+
+
+@kernel
+def quote_pair(ctx, view, orders, actions, bid_f, ask_f, qty, max_position):
+    """Requote both sides around float prices ``bid_f``/``ask_f`` (price units): rounded
+    outward to the tick, kept passive (never crossing the delivered book), and a side
+    pulled when the position is at ``max_position``."""
+    tick = ctx.tick
+    bid = floor_tick(bid_f, tick)
+    ask = ceil_tick(ask_f, tick)
+    if bid > view.ask - tick:
+        bid = view.ask - tick
+    if ask < view.bid + tick:
+        ask = view.bid + tick
+    if max_position > 0 and ctx.position >= max_position:
+        bid = 0
+    if max_position > 0 and ctx.position <= -max_position:
+        ask = 0
+    n = requote(orders, actions, 0, BUY, bid, qty)
+    return requote(orders, actions, n, SELL, ask, qty)
+
+
+# ---------------------------------------------------------------- market making
+MM_HALF_SPREAD_TICKS = 0
+MM_QTY = 1
+MM_SKEW_TICKS = 2      # reservation price shift (ticks) at a full max_position
+MM_MAX_POSITION = 3
+MM_N_PARAMS = 4
+
+
+@kernel
+def mm_skew(ctx, view, orders, params, actions):
+    """Quote ``half_spread`` ticks around a reservation price that leans against the
+    inventory: ``mid - skew_ticks * position / max_position`` ticks."""
+    if view.bid <= 0 or view.ask <= 0:
+        return 0
+    tick = ctx.tick
+    maxp = params[MM_MAX_POSITION]
+    lean = params[MM_SKEW_TICKS] * ctx.position / maxp if maxp > 0 else 0.0
+    res = view.mid - lean * tick
+    half = params[MM_HALF_SPREAD_TICKS] * tick
+    return quote_pair(ctx, view, orders, actions, res - half, res + half,
+                      np.int64(params[MM_QTY]), maxp)
+
+
+AS_GAMMA = 0           # risk aversion
+AS_SIGMA = 1           # mid volatility, ticks per sqrt(second)
+AS_K = 2               # order-arrival decay per tick of distance
+AS_HORIZON_S = 3       # rolling horizon T - t, seconds
+AS_QTY = 4
+AS_MAX_POSITION = 5
+AS_LOT = 6             # inventory unit q = position / lot
+AS_N_PARAMS = 7
+
+
+@kernel
+def avellaneda_stoikov(ctx, view, orders, params, actions):
+    """Avellaneda & Stoikov (2008): reservation price ``r = s - q gamma sigma^2 (T-t)``
+    and total spread ``gamma sigma^2 (T-t) + 2/gamma ln(1 + gamma/k)``, in ticks, on a
+    rolling horizon."""
+    if view.bid <= 0 or view.ask <= 0:
+        return 0
+    tick = ctx.tick
+    gamma = params[AS_GAMMA]
+    var = params[AS_SIGMA] ** 2 * params[AS_HORIZON_S]
+    lot = params[AS_LOT] if params[AS_LOT] > 0 else 1.0
+    q = ctx.position / lot
+    res = view.mid - q * gamma * var * tick
+    spread = gamma * var + (2.0 / gamma) * math.log(1.0 + gamma / params[AS_K])
+    half = 0.5 * spread * tick
+    return quote_pair(ctx, view, orders, actions, res - half, res + half,
+                      np.int64(params[AS_QTY]), params[AS_MAX_POSITION])
+
+
+GRID_LEVELS = 0
+GRID_SPACING_TICKS = 1
+GRID_QTY = 2
+GRID_MAX_POSITION = 3
+GRID_N_PARAMS = 4
+
+
+@kernel
+def grid_mm(ctx, view, orders, params, actions):
+    """A ladder of ``levels`` bids below and asks above the mid on a fixed grid of
+    ``spacing`` ticks; orders that fall off the grid window are cancelled."""
+    if view.bid <= 0 or view.ask <= 0:
+        return 0
+    tick = ctx.tick
+    step = np.int64(params[GRID_SPACING_TICKS]) * tick
+    levels = np.int64(params[GRID_LEVELS])
+    qty = np.int64(params[GRID_QTY])
+    maxp = params[GRID_MAX_POSITION]
+    anchor = np.int64(math.floor(view.mid / step)) * step
+    lo_bid = anchor - (levels - 1) * step
+    hi_ask = anchor + levels * step
+    n = 0
+    for k in range(len(orders)):
+        o = orders[k]
+        if o.state == OS_FREE or o.state == OS_PENDING_CANCEL:
+            continue
+        keep = (o.side == BUY and lo_bid <= o.price <= anchor and o.price < view.ask
+                and not (maxp > 0 and ctx.position >= maxp)) or \
+               (o.side == SELL and anchor + step <= o.price <= hi_ask and o.price > view.bid
+                and not (maxp > 0 and ctx.position <= -maxp))
+        if not keep or o.price % step != 0:
+            n = cancel(actions, n, o.order_id)
+    for j in range(levels):
+        for side in range(2):
+            price = anchor - j * step if side == BUY else anchor + (j + 1) * step
+            if side == BUY and (price >= view.ask or (maxp > 0 and ctx.position >= maxp)):
+                continue
+            if side == SELL and (price <= view.bid or (maxp > 0 and ctx.position <= -maxp)):
+                continue
+            found = False
+            for k in range(len(orders)):
+                o = orders[k]
+                if o.state != OS_FREE and o.state != OS_PENDING_CANCEL and o.side == side \
+                        and o.price == price:
+                    found = True
+                    break
+            if not found:
+                n = place(actions, n, side, price, qty, GTC)
+    return n
+
+
+MOM_FAST_ALPHA = 0     # EMA weight per market wake of the fast average
+MOM_SLOW_ALPHA = 1
+MOM_THRESHOLD_BPS = 2  # signal threshold
+MOM_QTY = 3            # per order
+MOM_MAX_POSITION = 4   # target position when the signal is on
+MOM_MODE = 5           # 0: fast/slow crossover; 1: breakout of mid vs the slow average
+MOM_N_PARAMS = 6
+
+
+@kernel
+def momentum(ctx, view, orders, params, actions):
+    """Trend following with marketable IOC orders: go long ``max_position`` when the
+    fast EMA of the mid is ``threshold`` bps above the slow one (mode 0) or the mid
+    breaks out above the slow EMA (mode 1); short symmetrically; flat in between keeps
+    the position. State lives in ``ctx.mem`` (0: fast, 1: slow, 2: initialised)."""
+    if view.bid <= 0 or view.ask <= 0:
+        return 0
+    mid = view.mid
+    if ctx.wake == 1:
+        if ctx.mem[2] == 0.0:
+            ctx.mem[0] = mid
+            ctx.mem[1] = mid
+            ctx.mem[2] = 1.0
+        ctx.mem[0] += params[MOM_FAST_ALPHA] * (mid - ctx.mem[0])
+        ctx.mem[1] += params[MOM_SLOW_ALPHA] * (mid - ctx.mem[1])
+    signal_px = ctx.mem[0] if params[MOM_MODE] == 0 else mid
+    gap_bps = (signal_px - ctx.mem[1]) / ctx.mem[1] * 1e4
+    maxp = np.int64(params[MOM_MAX_POSITION])
+    target = ctx.position
+    if gap_bps > params[MOM_THRESHOLD_BPS]:
+        target = maxp
+    elif gap_bps < -params[MOM_THRESHOLD_BPS]:
+        target = -maxp
+    pending = ctx.open_bid_qty - ctx.open_ask_qty
+    need = target - ctx.position - pending
+    qty = np.int64(params[MOM_QTY])
+    if need > 0:
+        return place(actions, 0, BUY, view.ask, min(need, qty), IOC)
+    if need < 0:
+        return place(actions, 0, SELL, view.bid, min(-need, qty), IOC)
+    return 0
