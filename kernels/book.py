@@ -152,22 +152,22 @@ def allocate_state(n_books: int, capacity: int, price_levels: int, ticks) -> Boo
 
 
 # ------------------------------------------------------------------------- bit helpers
-@kernel
+@kernel(inline="always")
 def _bit(b):
     return _ONE << np.uint64(b)
 
 
-@kernel
+@kernel(inline="always")
 def _highest(word):
     return 63 - np.int64(leading_zeros(word))
 
 
-@kernel
+@kernel(inline="always")
 def _lowest(word):
     return np.int64(trailing_zeros(word))
 
 
-@kernel
+@kernel(inline="always")
 def _mask_upto(b):
     """Bits 0..b inclusive."""
     if b >= 63:
@@ -175,18 +175,18 @@ def _mask_upto(b):
     return (_ONE << np.uint64(b + 1)) - _ONE
 
 
-@kernel
+@kernel(inline="always")
 def _mask_from(b):
     """Bits b..63."""
     return _ALL << np.uint64(b)
 
 
-@kernel
+@kernel(inline="always")
 def _bits_base(counters, book, side):
     return (book * 2 + side) * counters[C_BLOCK]
 
 
-@kernel
+@kernel(inline="always")
 def _bitmap_set(bits, counters, book, side, i):
     base = _bits_base(counters, book, side)
     n0 = counters[C_L0]
@@ -202,7 +202,7 @@ def _bitmap_set(bits, counters, book, side, i):
             bits[base + n0 + n1] = bits[base + n0 + n1] | _bit(w1)
 
 
-@kernel
+@kernel(inline="always")
 def _bitmap_clear(bits, counters, book, side, i):
     base = _bits_base(counters, book, side)
     n0 = counters[C_L0]
@@ -218,7 +218,7 @@ def _bitmap_clear(bits, counters, book, side, i):
             bits[base + n0 + n1] = bits[base + n0 + n1] & ~_bit(w1)
 
 
-@kernel
+@kernel(inline="always")
 def _find_prev(bits, counters, book, side, i):
     """Highest occupied ladder index <= i, or -1."""
     if i < 0:
@@ -246,7 +246,7 @@ def _find_prev(bits, counters, book, side, i):
     return -1
 
 
-@kernel
+@kernel(inline="always")
 def _find_next(bits, counters, book, side, i):
     """Lowest occupied ladder index >= i, or -1."""
     if i >= counters[C_W]:
@@ -274,7 +274,7 @@ def _find_next(bits, counters, book, side, i):
     return -1
 
 
-@kernel
+@kernel(inline="always")
 def next_level(st, book, side, idx):
     """The next worse occupied level after ``idx`` on ``side`` (-1 when none)."""
     if side == BUY:
@@ -282,19 +282,19 @@ def next_level(st, book, side, idx):
     return _find_next(st.bits, st.counters, book, side, idx + 1)
 
 
-@kernel
+@kernel(inline="always")
 def level_index(st, book, side, idx):
     """Position of ladder slot ``idx`` of (book, side) in ``st.levels``."""
     return (book * 2 + side) * st.counters[C_W] + idx
 
 
 # ------------------------------------------------------------------------ order index
-@kernel
+@kernel(inline="always")
 def _home(order_id, shift):
     return np.int64((np.uint64(order_id) * _GOLDEN) >> np.uint64(shift))
 
 
-@kernel
+@kernel(inline="always")
 def index_find(st, order_id, book):
     """Table position of (order_id, book) if present, else ``-1 - first_empty_position``."""
     keys = st.index_keys
@@ -445,7 +445,7 @@ def remove_resting(st, slot, pos):
         b.anchored = 0  # an empty book re-centres its window on the next order
 
 
-@kernel
+@kernel(inline="always")
 def _reduce_resting(st, slot, pos, qty):
     """Reduce a resting order by ``qty`` (< its leaves) keeping its queue position."""
     o = st.pool[slot]
@@ -454,7 +454,7 @@ def _reduce_resting(st, slot, pos, qty):
 
 
 # -------------------------------------------------------------------------- matching
-@kernel
+@kernel(inline="always")
 def _crosses(taker_side, level_idx, limit_idx):
     if limit_idx < 0:
         return True  # market order
@@ -479,7 +479,7 @@ def crossing_liquidity(st, book, taker_side, limit_idx, want):
     return total, n_orders
 
 
-@kernel
+@kernel(inline="always")
 def _write_fill(st, fills, nf, ts, maker_slot, taker_id, price, qty, taker_side):
     counters = st.counters
     o = st.pool[maker_slot]
@@ -533,7 +533,7 @@ def _match(st, fills, nf, book, taker_side, limit_idx, qty, taker_id, ts):
     return qty, nf
 
 
-@kernel
+@kernel(inline="always")
 def _fills_room_ok(st, fills, nf, book, taker_side, limit_idx, qty):
     room = len(fills) - nf
     if room >= st.books[book].orders[1 - taker_side]:
@@ -564,7 +564,10 @@ def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
     if remaining == 0:
         return ST_FILLED, R_NONE, order_id, filled, np.int64(0), nf
     if order_type == LIMIT and tif == GTC:
-        idx = _price_index(st, book, price)  # the window may have re-centred if the book emptied
+        # The ladder index still holds unless matching emptied the book (which un-anchors
+        # its window, to re-centre on this order).
+        b = st.books[book]
+        idx = limit_idx if b.anchored != 0 and limit_idx >= 0 else _price_index(st, book, price)
         status = ST_NEW if filled == 0 else ST_PARTIALLY_FILLED
         rest_order(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status,
                    ins_pos)
@@ -591,16 +594,26 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if order_type == LIMIT:
         if price <= 0:
             return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
-        if price % b.tick != 0:
-            return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
-        if b.anchored == 0 and not rests:
-            # An unanchored book is empty: nothing to match, nothing will rest.
-            if tif == FOK:
-                return _reject(st, R_FOK_NOT_FILLABLE, order_id, nf)
-            return ST_CANCELLED, R_NONE, order_id, np.int64(0), np.int64(0), nf
-        limit_idx = _price_index(st, book, price)
-        if limit_idx < 0:
-            return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
+        if b.anchored != 0:
+            # One division gives both the tick check and the ladder index (the base is
+            # a multiple of the tick): this is the hot path of every limit order.
+            offset = price - b.base
+            limit_idx = offset // b.tick
+            if limit_idx * b.tick != offset:
+                return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+            if limit_idx < 0 or limit_idx >= st.counters[C_W]:
+                return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
+        else:
+            if price % b.tick != 0:
+                return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+            if not rests:
+                # An unanchored book is empty: nothing to match, nothing will rest.
+                if tif == FOK:
+                    return _reject(st, R_FOK_NOT_FILLABLE, order_id, nf)
+                return ST_CANCELLED, R_NONE, order_id, np.int64(0), np.int64(0), nf
+            limit_idx = _price_index(st, book, price)
+            if limit_idx < 0:
+                return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
     if rests and st.counters[C_FREE_HEAD] < 0:
         return _reject(st, R_POOL_FULL, order_id, nf)
     if tif == FOK:
