@@ -447,16 +447,22 @@ def push_feed(c, exch_ts, deliver_ts):
             ahead, _ = queue_position(s.st, 0, oid)
             pos = index_find(s.st, oid, 0)
             leaves = s.st.pool[s.st.index_slots[pos]].qty if pos >= 0 else 0
-        if side == BUY:
-            v.own_bid_id = oid
-            v.own_bid_price = price
-            v.own_bid_leaves = leaves
-            v.own_bid_ahead = ahead
-        else:
-            v.own_ask_id = oid
-            v.own_ask_price = price
-            v.own_ask_leaves = leaves
-            v.own_ask_ahead = ahead
+        set_own_quote(v, side, oid, price, leaves, ahead)
+
+
+@kernel
+def set_own_quote(v, side, order_id, price, leaves, ahead):
+    """Show the strategy its own best order on one side (the L3 and L2 loops share it)."""
+    if side == BUY:
+        v.own_bid_id = order_id
+        v.own_bid_price = price
+        v.own_bid_leaves = leaves
+        v.own_bid_ahead = ahead
+    else:
+        v.own_ask_id = order_id
+        v.own_ask_price = price
+        v.own_ask_leaves = leaves
+        v.own_ask_ahead = ahead
 
 
 @kernel

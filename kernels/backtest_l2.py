@@ -321,16 +321,7 @@ def l2_push_feed(c, c2, exch_ts, deliver_ts):
             price = o.price
             leaves = o.qty - o.filled
             ahead = np.int64(max(l2.front[row], 0.0))
-        if side == BUY:
-            v.own_bid_id = oid
-            v.own_bid_price = price
-            v.own_bid_leaves = leaves
-            v.own_bid_ahead = ahead
-        else:
-            v.own_ask_id = oid
-            v.own_ask_price = price
-            v.own_ask_leaves = leaves
-            v.own_ask_ahead = ahead
+        B.set_own_quote(v, side, oid, price, leaves, ahead)
 
 
 @kernel
