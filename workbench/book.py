@@ -76,6 +76,11 @@ class OrderResult(NamedTuple):
     def accepted(self) -> bool:
         return self.status != OrderStatus.REJECTED
 
+    def __repr__(self) -> str:
+        reason = "" if self.reason == RejectReason.NONE else f", reason={self.reason.name}"
+        return (f"OrderResult(order_id={self.order_id}, status={self.status.name}, "
+                f"filled={self.filled}, leaves={self.leaves}{reason}, fills={len(self.fills)})")
+
 
 @dataclass(frozen=True)
 class BatchResult:
