@@ -126,14 +126,22 @@ def _shrink_level(st, book, side, idx, price, excess):
 
 
 @kernel
-def _level_qty_at(st, book, side, price):
+def _ladder_index(st, book, side, price):
+    """Ladder index of an existing price on an anchored book, -1 when the message's
+    (side, price) cannot name a level (the file has hidden trades at sub-tick prices)."""
     b = st.books[book]
     if b.anchored == 0 or price <= 0 or price % b.tick != 0 or (side != BUY and side != SELL):
-        return 0
+        return -1
     idx = (price - b.base) // b.tick
     if idx < 0 or idx >= st.counters[C_W]:
-        return 0
-    return st.levels[level_index(st, book, side, idx)].qty
+        return -1
+    return idx
+
+
+@kernel
+def _level_qty_at(st, book, side, price):
+    idx = _ladder_index(st, book, side, price)
+    return st.levels[level_index(st, book, side, idx)].qty if idx >= 0 else 0
 
 
 @kernel
@@ -142,11 +150,8 @@ def _consume_unseen(st, book, side, price, qty, from_head):
     file, its entry was not): take ``qty`` off that level's orders, oldest first for an
     execution (executions hit the front of the queue), newest first for a cancel.
     Returns the quantity taken."""
-    b = st.books[book]
-    if b.anchored == 0 or price <= 0 or price % b.tick != 0 or (side != BUY and side != SELL):
-        return 0
-    idx = (price - b.base) // b.tick
-    if idx < 0 or idx >= st.counters[C_W]:
+    idx = _ladder_index(st, book, side, price)
+    if idx < 0:
         return 0
     lv = st.levels[level_index(st, book, side, idx)]
     exact = _order_of_size(st, book, side, idx, qty)

@@ -9,7 +9,6 @@ import numpy as np
 
 from kernels import records as R
 from tests.conftest import REPO
-from workbench.book import OrderBook
 from workbench.data.order_mix import MixSettings, order_mix
 from workbench.reference import ReferenceBook
 
@@ -19,8 +18,7 @@ def test_mix_is_deterministic_and_replays_without_a_reject():
     a = order_mix(30_000, seed=3, settings=settings)
     assert np.array_equal(a, order_mix(30_000, seed=3, settings=settings))
     assert not np.array_equal(a, order_mix(30_000, seed=4, settings=settings))
-    book = OrderBook("MIX", tick_size=settings.tick_size, capacity=16_384,
-                     price_levels=settings.price_levels)
+    book = settings.new_book()
     out = book.submit_many(a)
     assert out.rejected == 0
     kinds = set(np.unique(a["kind"]).tolist())
@@ -34,7 +32,7 @@ def test_mix_is_deterministic_and_replays_without_a_reject():
 def test_mix_gives_the_same_fills_as_the_reference_book():
     settings = MixSettings()
     events = order_mix(5_000, seed=11, settings=settings)
-    book = OrderBook("MIX", tick_size=settings.tick_size, capacity=16_384, price_levels=settings.price_levels)
+    book = settings.new_book()
     fills = book.submit_many(events).fills
     ref = ReferenceBook(tick=round(settings.tick_size * settings.price_scale))
     ref_fills = []

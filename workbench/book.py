@@ -204,15 +204,20 @@ class _Books:
     def _call(self, kind, book, order_id, side, price_units, qty, order_type, tif, ts):
         code, filled, leaves = self._apply_one(
             self._ctx, ts, order_id, price_units, qty, book, kind, side, order_type, tif)
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        return self._finish(code, filled, leaves, kind, book, order_id, side, price_units, qty,
+                            order_type, tif, ts)
+
+    def _finish(self, code, filled, leaves, kind, book, order_id, *event) -> OrderResult:
+        """The uncommon outcomes of one kernel call: fills to copy out, or a scratch
+        buffer too small for this event's worst case (nothing was applied: grow, retry)."""
         if code >> 16:
             return self._result_with_fills(order_id, code, filled, leaves)
-        if (code >> 8) & 0xFF == _OUTPUT_FULL:
-            # More possible fills than scratch slots: grow once to the worst case, retry.
-            b = self.state.books[book]
-            self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
-            return self._call(kind, book, order_id, side, price_units, qty, order_type, tif, ts)
-        return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
-                                         _REASON[(code >> 8) & 0xFF], _NO_FILLS))
+        b = self.state.books[book]
+        self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
+        return self._call(kind, book, order_id, *event)
 
     def _result_with_fills(self, order_id, code, filled, leaves) -> OrderResult:
         fills = self._scratch[:code >> 16].copy()
@@ -259,10 +264,8 @@ class _Books:
         if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
             return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
                                              _REASON[code >> 8], _NO_FILLS))
-        if code >> 16:
-            return self._result_with_fills(order_id, code, filled, leaves)
-        return self._call(_EV_ADD, book, order_id, side_code, rounded, qty, type_code, tif_code,
-                          0 if ts is None else ts)
+        return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side_code, rounded, qty,
+                            type_code, tif_code, 0 if ts is None else ts)
 
     @staticmethod
     def _raise_enum_error(side, order_type, tif):
@@ -283,7 +286,7 @@ class _Books:
             qty = 0
         elif type(qty) is not int or qty <= 0:
             qty = _positive_int(qty, "qty")
-        return self._quick(_EV_CANCEL, book, order_id, 0, qty)
+        return self._call(_EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
 
     def _modify(self, book, order_id, price, qty) -> OrderResult:
         if type(order_id) is not int or order_id <= 0:
@@ -298,17 +301,7 @@ class _Books:
             qty = 0
         elif type(qty) is not int or qty <= 0:
             qty = _positive_int(qty, "qty")
-        return self._quick(_EV_MODIFY, book, order_id, units, qty)
-
-    def _quick(self, kind, book, order_id, units, qty) -> OrderResult:
-        """One kernel call for a cancel/modify/execute; the common no-fill case inline."""
-        code, filled, leaves = self._apply_one(self._ctx, 0, order_id, units, qty, book, kind, 0, 0, 0)
-        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
-                                             _REASON[code >> 8], _NO_FILLS))
-        if code >> 16:
-            return self._result_with_fills(order_id, code, filled, leaves)
-        return self._call(kind, book, order_id, 0, units, qty, 0, 0, 0)
+        return self._call(_EV_MODIFY, book, order_id, 0, units, qty, 0, 0, 0)
 
     def _execute(self, book, order_id, qty) -> OrderResult:
         order_id = _positive_int(order_id, "order_id")

@@ -32,8 +32,7 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
             bar.update(1)
 
     def new_book():
-        return OrderBook("DEMO", tick_size=settings.tick_size, capacity=16_384,
-                         price_levels=settings.price_levels, record_fills=False)
+        return settings.new_book("DEMO", record_fills=False)
 
     events = order_mix(n_orders, seed=seed, settings=settings)
     step_done()

@@ -30,12 +30,13 @@ _AAPL = ("AAPL_2012-06-21_message_50_first_hour.csv", "AAPL_2012-06-21_orderbook
 
 
 def _shared_lobster() -> tuple[Path, Path] | None:
-    here = Path(__file__).resolve()
-    for root in (here.parents[2].parent / "shared", Path.cwd().parent / "shared"):
-        messages, orderbook = (root / "data" / "lobster" / name for name in _AAPL)
-        if messages.is_file() and orderbook.is_file():
-            return messages, orderbook
-    return None
+    from workbench.data.samples import shared_data_dir
+
+    shared = shared_data_dir()
+    if shared is None:
+        return None
+    messages, orderbook = (shared / "lobster" / name for name in _AAPL)
+    return (messages, orderbook) if messages.is_file() and orderbook.is_file() else None
 
 
 def _replay_rate(repeats: int, quick: bool) -> tuple[float, str, int]:
@@ -88,7 +89,6 @@ def _python_calls(book, events: np.ndarray, scale: int):
 
 
 def run(quick: bool = False) -> dict:
-    from workbench.book import OrderBook
     from workbench.data.order_mix import MixSettings, order_mix
     from workbench.reference import ReferenceBook
 
@@ -100,8 +100,7 @@ def run(quick: bool = False) -> dict:
     mix = order_mix(n_mix, seed=7, settings=settings)
 
     def new_book():
-        return OrderBook("MIX", tick_size=settings.tick_size, capacity=16_384,
-                         price_levels=settings.price_levels, record_fills=False)
+        return settings.new_book("MIX", record_fills=False)
 
     replay_rate, replay_source, replay_events = _replay_rate(repeats, quick)
 

@@ -21,7 +21,6 @@ import numpy as np
 NAME = "data"
 DESCRIPTION = "LOBSTER CSV -> EVENT array: events/s with polars and with pandas (same run)"
 
-SHARED_LOBSTER = Path(__file__).resolve().parents[3] / "shared" / "data" / "lobster"
 FILES = ("AMZN_2012-06-21_34200000_57600000_message_1.csv", "AAPL_2012-06-21_message_50_first_hour.csv")
 
 
@@ -81,7 +80,11 @@ def _median_seconds(work, repeats: int) -> float:
 
 def run(quick: bool = False) -> dict:
     repeats = 3 if quick else 7
-    paths = [SHARED_LOBSTER / name for name in FILES if (SHARED_LOBSTER / name).is_file()]
+    from workbench.data.samples import shared_data_dir
+
+    shared = shared_data_dir()
+    lobster = shared / "lobster" if shared else None
+    paths = [lobster / name for name in FILES if lobster and (lobster / name).is_file()]
     tmp = None
     source = "../shared/data/lobster"
     if not paths:

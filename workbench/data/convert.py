@@ -7,6 +7,7 @@ single unavoidable copy is the interleave into the record layout the kernels wan
 """
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Mapping
 
 import numpy as np
@@ -49,3 +50,15 @@ def from_records(records: np.ndarray) -> pl.DataFrame:
         if field.ndim == 1:
             columns[name] = np.ascontiguousarray(field)
     return pl.DataFrame(columns)
+
+
+def as_date(value, name: str) -> date:
+    """A ``date`` from a date, a datetime or an ISO string; ``ValueError`` naming the field."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None

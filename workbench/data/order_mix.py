@@ -30,6 +30,15 @@ class MixSettings:
     p_cancel: float = 0.35
     p_move: float = 0.08
     p_reduce: float = 0.02
+    capacity: int = 16_384         # room for the ~1k resting orders; a small index stays in cache
+
+    def new_book(self, symbol: str = "MIX", record_fills: bool = True):
+        """A fresh ``OrderBook`` with the settings the mix needs."""
+        from workbench.book import OrderBook
+
+        return OrderBook(symbol, tick_size=self.tick_size, price_scale=self.price_scale,
+                         capacity=self.capacity, price_levels=self.price_levels,
+                         record_fills=record_fills)
 
 
 def order_mix(n: int, seed: int = 0, settings: MixSettings = MixSettings()) -> np.ndarray:

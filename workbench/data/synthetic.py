@@ -22,7 +22,7 @@ import polars as pl
 from kernels import records as R
 from kernels import simulator as S
 
-from .convert import from_records
+from .convert import as_date, from_records
 
 PRICE_SCALE = 10_000
 SESSION_START_NS = 34_200 * 1_000_000_000  # 09:30 after midnight, like LOBSTER
@@ -274,8 +274,8 @@ def synthetic_bars(symbols, start, end, interval: str = "1d", seed: int = 0,
     if isinstance(symbols, str):
         symbols = [symbols]
     new_york = ZoneInfo("America/New_York")
-    start_d = _as_date(start, "start")
-    end_d = _as_date(end, "end")
+    start_d = as_date(start, "start")
+    end_d = as_date(end, "end")
     if end_d <= start_d:
         raise ValueError(f"end={end!r} must be after start={start!r}")
     step = _INTERVAL_SECONDS[interval]
@@ -312,19 +312,6 @@ def synthetic_bars(symbols, start, end, interval: str = "1d", seed: int = 0,
     if not frames:
         return pl.DataFrame(schema=BAR_SCHEMA)
     return pl.concat(frames).cast(BAR_SCHEMA)
-
-
-def _as_date(value, name):
-    from datetime import date, datetime
-
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None
 
 
 # ------------------------------------------------------------ book-derived views

@@ -54,6 +54,7 @@ import numpy as np
 import polars as pl
 
 from .cache import ParquetCache
+from .convert import as_date
 
 log = logging.getLogger(__name__)
 
@@ -117,17 +118,6 @@ class MissingDataError(LookupError):
 
 
 # ---------------------------------------------------------------- small helpers
-def _as_date(value, name: str) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError:
-        raise ValueError(f"{name}={value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -332,7 +322,7 @@ def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, 
     symbols = [s.strip().upper() for s in symbols]
     if interval not in INTERVALS:
         raise ValueError(f"interval={interval!r} must be one of {list(INTERVALS)}")
-    start_d, end_d = _as_date(start, "start"), _as_date(end, "end")
+    start_d, end_d = as_date(start, "start"), as_date(end, "end")
     if end_d <= start_d:
         raise ValueError(f"end={end!r} must be after start={start!r}")
     if fallback is None:
