@@ -1,7 +1,8 @@
 """Admission control: per-message admit/shed decisions that keep end-to-end latency on target.
 
 Owns the controller codes (``ADM_*``), the parameter layout (``AP_*`` indices into a
-float64 array, so the live pipeline can copy it out of its control array), the
+float64 array, so the live pipeline can copy it out of its control array) and its
+registry (``ADMISSION_PARAMS``, and ``CONTROLLERS``: which parameters each reads), the
 controller state layout (``AS_*``, float64), the counters (``AC_*``, int64) and the
 kernels: :func:`admission_reset`, :func:`admit` (one call per message),
 :func:`observe` (one call per admitted message, with its end-to-end latency) and
@@ -45,6 +46,7 @@ import numpy as np
 
 from .histogram import HP_COUNT, HP_SUM, percentile, record, reset
 from .jit import kernel
+from .registry import Entry, Param, Registry
 
 # ------------------------------------------------------------------ controller codes
 ADM_NONE = 0
@@ -102,24 +104,59 @@ N_ADM_COUNTERS = 8
 _BIG = 1e18
 
 
+# ------------------------------------------------------------------------ the registry
+# Every parameter once (name, AP_* slot, default, range, unit), then one row per
+# controller naming the parameters it reads; a controller's id is its ADM_* code.
+_P = {p.name: p for p in (
+    Param("target_ns", AP_TARGET_NS, 1_000_000.0, 1.0, 1e12, unit="ns",
+          doc="end-to-end latency target (the p99 to hold)"),
+    Param("interval_ns", AP_INTERVAL_NS, 0.0, 0.0, 1e12, unit="ns",
+          doc="control window / CoDel interval (0: max(target, 200 us))"),
+    Param("kp", AP_KP, 0.3, 0.0, 100.0),
+    Param("ki", AP_KI, 0.1, 0.0, 100.0),
+    Param("kd", AP_KD, 0.05, 0.0, 100.0),
+    Param("brake_factor", AP_BRAKE_FACTOR, 1.0, 0.0, 1000.0,
+          doc="emergency brake at brake_factor * target"),
+    Param("min_admit", AP_MIN_ADMIT, 0.02, 0.0, 1.0, doc="floor of the admitted fraction"),
+    Param("increase", AP_INCREASE, 4.0, 0.0, 1e9, doc="additive increase (messages)"),
+    Param("decrease", AP_DECREASE, 0.8, 0.0, 1.0, doc="multiplicative decrease"),
+    Param("min_limit", AP_MIN_LIMIT, 4.0, 0.0, 1e9),
+    Param("max_limit", AP_MAX_LIMIT, 65536.0, 0.0, 1e9),
+    Param("smoothing", AP_SMOOTHING, 0.2, 0.0, 1.0),
+    Param("rate", AP_RATE, 100_000.0, 0.0, 1e12, unit="1/s", doc="tokens per second"),
+    Param("burst", AP_BURST, 256.0, 0.0, 1e12, doc="token bucket depth"),
+)}
+ADMISSION_PARAMS = tuple(_P.values())
+DEFAULT_MIN_INTERVAL_NS = 200_000.0
+
+
+def _rows(*names):
+    return tuple(_P[n] for n in names)
+
+
+CONTROLLERS = Registry("admission controller", (
+    Entry("none", None, _rows("target_ns"), "admit everything"),
+    Entry("pid", None, _rows("target_ns", "interval_ns", "kp", "ki", "kd", "brake_factor",
+                             "min_admit"), "PID on the windowed p99 plus an emergency brake"),
+    Entry("aimd", None, _rows("target_ns", "interval_ns", "increase", "decrease", "min_limit",
+                              "max_limit"), "additive-increase, multiplicative-decrease limit"),
+    Entry("gradient", None, _rows("target_ns", "interval_ns", "smoothing", "min_limit",
+                                  "max_limit"), "Netflix's gradient concurrency limiter"),
+    Entry("codel", None, _rows("target_ns", "interval_ns"), "CoDel queue-delay shedding"),
+    Entry("token_bucket", None, _rows("rate", "burst"), "a static rate limit"),
+))
+assert CONTROLLERS.names() == CONTROLLER_NAMES
+
+
 def default_params(kind: int = ADM_NONE, target_ns: float = 1_000_000.0) -> np.ndarray:
-    """A parameter array with sensible defaults for every controller (plain Python)."""
+    """A parameter array with every registry default (plain Python); the window
+    defaults to ``max(target, 200 us)``."""
     p = np.zeros(N_ADM_PARAMS, dtype=np.float64)
+    for param in ADMISSION_PARAMS:
+        p[param.index] = param.default * param.scale
     p[AP_KIND] = kind
     p[AP_TARGET_NS] = target_ns
-    p[AP_INTERVAL_NS] = max(target_ns, 200_000.0)
-    p[AP_KP] = 0.3
-    p[AP_KI] = 0.1
-    p[AP_KD] = 0.05
-    p[AP_BRAKE_FACTOR] = 1.0
-    p[AP_MIN_ADMIT] = 0.02
-    p[AP_INCREASE] = 4.0
-    p[AP_DECREASE] = 0.8
-    p[AP_MIN_LIMIT] = 4.0
-    p[AP_MAX_LIMIT] = 65536.0
-    p[AP_SMOOTHING] = 0.2
-    p[AP_RATE] = 100_000.0
-    p[AP_BURST] = 256.0
+    p[AP_INTERVAL_NS] = max(target_ns, DEFAULT_MIN_INTERVAL_NS)
     return p
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .book import apply_event, borrow_fills, borrow_state, index_find
+from .book import apply_event, find_order
 from .jit import kernel
+from .pointers import borrow_fills
 from .records import BUY, EV_ADD, EV_DELETE, EV_MODIFY, GTC, IOC, LIMIT, R_NONE, SELL
+from .state_views import book_borrow
 
 
 @kernel
@@ -27,7 +29,7 @@ def generate_order_mix(st, fills, events, seed, mid, tick, half_span, target_res
     side's reference (the mid); ``live_ids`` is scratch of at least ``len(events)``.
     Returns the number of resting orders at the end.
     """
-    st = borrow_state(st)
+    st = book_borrow(st)
     fills = borrow_fills(fills)
     np.random.seed(seed)
     n_live = 0
@@ -54,7 +56,7 @@ def generate_order_mix(st, fills, events, seed, mid, tick, half_span, target_res
             found = -1
             while n_live > 0:
                 j = np.random.randint(0, n_live)
-                pos = index_find(st, live_ids[j], 0)
+                pos = find_order(st, live_ids[j], 0)
                 if pos >= 0:
                     found = j
                     break
@@ -81,7 +83,7 @@ def generate_order_mix(st, fills, events, seed, mid, tick, half_span, target_res
             e.qty = qty
         else:
             oid = live_ids[found]
-            slot = st.index_slots[index_find(st, oid, 0)]
+            slot = st.index_slots[find_order(st, oid, 0)]
             o = st.pool[slot]
             e.order_id = oid
             e.side = o.side

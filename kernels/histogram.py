@@ -13,8 +13,8 @@ better than 0.1 %, i.e. three significant digits) while the whole 1 ns .. 1 hour
 range fits in ~34 k counters (11 bits) or ~4.5 k (8 bits). The index is computed
 with one count-leading-zeros instruction, no loop and no float.
 
-Layout of the array ``h``: ``h[:HEADER_WORDS]`` is the header (precision, count,
-sum, min, max, clamped counts, highest trackable), ``h[HEADER_WORDS:]`` the bucket
+Layout of the array ``h``: ``h[:HIST_HEADER_WORDS]`` is the header (precision, count,
+sum, min, max, clamped counts, highest trackable), ``h[HIST_HEADER_WORDS:]`` the bucket
 counts. One flat array means a histogram can live in shared memory, be merged with
 ``+`` semantics and be copied with ``h.copy()``.
 """
@@ -30,13 +30,13 @@ from numba.extending import intrinsic
 from .jit import kernel
 
 __all__ = [
-    "HEADER_WORDS", "HP_PRECISION", "HP_COUNT", "HP_SUM", "HP_MIN", "HP_MAX",
+    "HIST_HEADER_WORDS", "HP_PRECISION", "HP_COUNT", "HP_SUM", "HP_MIN", "HP_MAX",
     "HP_ABOVE_RANGE", "HP_BELOW_ZERO", "HP_HIGHEST", "ONE_HOUR_NS",
     "new_histogram", "bits_for_significant_digits", "bucket_count", "bucket_bounds",
     "record", "record_many", "merge", "percentile", "percentiles", "reset",
 ]
 
-HEADER_WORDS = 8
+HIST_HEADER_WORDS = 8
 HP_PRECISION = 0     # P: precision bits
 HP_COUNT = 1
 HP_SUM = 2           # exact sum of recorded (clamped) values, for the mean
@@ -72,7 +72,7 @@ def new_histogram(precision: int = 11, highest: int = ONE_HOUR_NS) -> np.ndarray
         raise ValueError(f"precision must be 2..16 bits, got {precision}")
     if highest < (1 << precision):
         raise ValueError(f"highest must be >= 2**precision = {1 << precision}, got {highest}")
-    h = np.zeros(HEADER_WORDS + bucket_count(precision, highest), dtype=np.int64)
+    h = np.zeros(HIST_HEADER_WORDS + bucket_count(precision, highest), dtype=np.int64)
     h[HP_PRECISION] = precision
     h[HP_HIGHEST] = highest
     h[HP_MIN] = _EMPTY_MIN
@@ -83,7 +83,7 @@ def bucket_bounds(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lowest, highest) value of every bucket of ``h``, as int64 arrays."""
     precision = int(h[HP_PRECISION])
     half = 1 << (precision - 1)
-    index = np.arange(h.shape[0] - HEADER_WORDS, dtype=np.int64)
+    index = np.arange(h.shape[0] - HIST_HEADER_WORDS, dtype=np.int64)
     shift = np.maximum(index // half - 1, 0)
     mantissa = index - shift * half
     return mantissa << shift, ((mantissa + 1) << shift) - 1
@@ -128,7 +128,7 @@ def record(h, value):
     elif v > h[HP_HIGHEST]:
         h[HP_ABOVE_RANGE] += 1
         v = h[HP_HIGHEST]
-    h[HEADER_WORDS + _bucket_index(v, h[HP_PRECISION])] += 1
+    h[HIST_HEADER_WORDS + _bucket_index(v, h[HP_PRECISION])] += 1
     h[HP_COUNT] += 1
     h[HP_SUM] += v
     if v > h[HP_MAX]:
@@ -147,7 +147,7 @@ def record_many(h, values):
 @kernel
 def merge(dst, src):
     """Add ``src`` into ``dst`` (same precision and size; the caller checked)."""
-    for i in range(HEADER_WORDS, src.shape[0]):
+    for i in range(HIST_HEADER_WORDS, src.shape[0]):
         dst[i] += src[i]
     dst[HP_COUNT] += src[HP_COUNT]
     dst[HP_SUM] += src[HP_SUM]
@@ -173,10 +173,10 @@ def percentile(h, q):
     rank = min(max(rank, 1), count)
     precision = h[HP_PRECISION]
     seen = np.int64(0)
-    for i in range(HEADER_WORDS, h.shape[0]):
+    for i in range(HIST_HEADER_WORDS, h.shape[0]):
         seen += h[i]
         if seen >= rank:
-            return min(_highest_equivalent(i - HEADER_WORDS, precision), h[HP_MAX])
+            return min(_highest_equivalent(i - HIST_HEADER_WORDS, precision), h[HP_MAX])
     return h[HP_MAX]
 
 

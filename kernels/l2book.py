@@ -1,7 +1,8 @@
 """Price-level (L2) books on a dense tick ladder: Binance depth replay and L3 top of book.
 
-Owns the ``L2_UPDATE`` dtype (one price level's new absolute size, as a depth feed
-sends it) and two kernels:
+Owns the ladder update :func:`set_level` (the L2 backtest shares it) and two kernels
+over ``kernels.records.L2_UPDATE`` rows (one price level's new absolute size, as a depth
+feed sends it; ``L2F_*`` flags) and ``EVENT`` rows, both writing ``BBO`` rows:
 
 ``replay_l2``          applies L2 updates (snapshots and diffs) to one book and writes
                        the best bid/ask after every message (``BBO`` rows keyed by the
@@ -23,42 +24,9 @@ import numpy as np
 from kernels import records as R
 from kernels.jit import kernel
 
-# L2_UPDATE.flags bits
-F_SNAPSHOT = 1      # part of a full snapshot: the first row of one clears the book
-F_SNAPSHOT_START = 2
-F_END_OF_MESSAGE = 4  # the last level of a message: the book is consistent after it
-
-L2_UPDATE = np.dtype(
-    [
-        ("ts", np.int64),         # local receive time, ns since the epoch
-        ("exch_ts", np.int64),    # exchange event time, ns since the epoch (0 if none)
-        ("update_id", np.int64),  # the message's last update id (Binance ``u``, snapshot ``lastUpdateId``)
-        ("first_id", np.int64),   # the message's first update id (``U``)
-        ("prev_id", np.int64),    # futures ``pu`` (the previous message's ``u``); -1 when absent
-        ("price", np.int64),      # price units (price * price_scale)
-        ("qty", np.int64),        # new absolute level size, qty units (qty * qty_scale); 0 removes
-        ("symbol", np.int32),
-        ("side", np.int8),        # BUY (bid) / SELL (ask)
-        ("flags", np.int8),       # F_* bits
-    ],
-    align=True,
-)
-
-BBO = np.dtype(
-    [
-        ("ts", np.int64),
-        ("update_id", np.int64),
-        ("bid_price", np.int64),  # -1 when the side is empty
-        ("bid_qty", np.int64),
-        ("ask_price", np.int64),
-        ("ask_qty", np.int64),
-    ],
-    align=True,
-)
-
 
 @kernel(inline="always")
-def _set_level(bids, asks, side, idx, qty, best):
+def set_level(bids, asks, side, idx, qty, best):
     """Set one level's size; ``best`` is a 2-array [best bid idx, best ask idx] (-1 = empty)."""
     n = bids.shape[0]
     if side == R.BUY:
@@ -88,7 +56,7 @@ def replay_l2(updates, low, tick, bids, asks, out):
     """Apply ``updates`` (L2_UPDATE, one book) to the ladders; write a BBO row per message.
 
     Returns ``(n_rows, n_out_of_range)``. A row is written after each update flagged
-    ``F_END_OF_MESSAGE``; ``bids``/``asks`` are zeroed ladders of equal length.
+    ``L2F_END_OF_MESSAGE``; ``bids``/``asks`` are zeroed ladders of equal length.
     """
     n = bids.shape[0]
     best = np.full(2, -1, dtype=np.int64)
@@ -96,7 +64,7 @@ def replay_l2(updates, low, tick, bids, asks, out):
     bad = 0
     for i in range(updates.shape[0]):
         u = updates[i]
-        if u.flags & F_SNAPSHOT_START:
+        if u.flags & R.L2F_SNAPSHOT_START:
             bids[:] = 0
             asks[:] = 0
             best[0] = -1
@@ -106,8 +74,8 @@ def replay_l2(updates, low, tick, bids, asks, out):
         if offset < 0 or idx >= n or offset % tick != 0:
             bad += 1
         else:
-            _set_level(bids, asks, u.side, idx, u.qty, best)
-        if u.flags & F_END_OF_MESSAGE and rows < out.shape[0]:
+            set_level(bids, asks, u.side, idx, u.qty, best)
+        if u.flags & R.L2F_END_OF_MESSAGE and rows < out.shape[0]:
             row = out[rows]
             row.ts = u.ts
             row.update_id = u.update_id
@@ -156,13 +124,13 @@ def top_of_book_l3(events, low, tick, bids, asks, out):
                     j = bs[1]
                     take = min(remaining, a[j])
                     remaining -= take
-                    _set_level(b, a, R.SELL, j, a[j] - take, bs)
+                    set_level(b, a, R.SELL, j, a[j] - take, bs)
             else:
                 while remaining > 0 and bs[0] >= 0:
                     j = bs[0]
                     take = min(remaining, b[j])
                     remaining -= take
-                    _set_level(b, a, R.BUY, j, b[j] - take, bs)
+                    set_level(b, a, R.BUY, j, b[j] - take, bs)
         elif kind == R.EV_ADD or kind == R.EV_CANCEL or kind == R.EV_DELETE or kind == R.EV_EXECUTE:
             offset = e.price - low[s]
             idx = offset // tick
@@ -179,7 +147,7 @@ def top_of_book_l3(events, low, tick, bids, asks, out):
                     new = current - e.qty
                     if new < 0:
                         new = 0
-                _set_level(b, a, e.side, idx, new, bs)
+                set_level(b, a, e.side, idx, new, bs)
         row = out[i]
         row.ts = e.ts
         row.update_id = e.order_id

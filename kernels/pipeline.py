@@ -30,19 +30,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import admission as A
+from . import admission as kadm
 from .atomics import cpu_pause, load_acquire, store_release
-from .backtest import A_CANCEL, A_NEW, OS_FREE, OS_LIVE, STRATEGY_ID_BASE, W_MARKET
-from .book import apply_event, borrow_fills, borrow_state, level_index
+from .book import apply_event, level_index
 from .clock import now_ns
 from .histogram import record
 from .jit import kernel
+from .pointers import borrow_fills
 from .records import (
-    BUY, EV_ADD, EV_DELETE, GTC, LIMIT, R_NONE, SELL, ST_NEW, ST_PARTIALLY_FILLED,
+    A_CANCEL, A_NEW, BUY, EV_ADD, EV_DELETE, GTC, LIMIT, OS_FREE, OS_LIVE, R_NONE, SELL,
+    ST_NEW, ST_PARTIALLY_FILLED, STRATEGY_ID_BASE, W_MARKET,
 )
 from .ring import H_CACHED_HEAD, H_CACHED_TAIL, H_CAPACITY, H_FULL_SPINS, H_EMPTY_SPINS, H_HEAD, H_MASK, H_TAIL
 from .risk import RK_MAX_OPEN, RK_NONE, check_new_order, update_kill_switch
-from .strategies import avellaneda_stoikov, grid_mm, momentum, mm_skew
+from .risk import N_RISK_PARAMS
+from .state_views import book_borrow
+from .strategies import MAX_STRATEGY_PARAMS
 
 # ------------------------------------------------------------ control array layout
 CT_GENERATION = 0       # Python bumps it after writing parameters
@@ -50,25 +53,19 @@ CT_COMMAND = 1          # CMD_*
 CT_CONTROL_EVERY = 2    # messages between control reads
 CT_BATCH = 3            # most messages taken from the ring at once
 CT_WORK_NS = 4          # simulated model work per admitted message (ns)
-CT_STRATEGY = 5         # STRAT_*
+CT_STRATEGY = 5         # strategy id: its row in kernels.strategies.STRATEGIES (0: none)
 CT_SYMBOL = 6           # book index the strategy trades
 CT_ADMISSION = 8        # kernels.admission parameters (N_ADM_PARAMS)
-CT_STRATEGY_PARAMS = CT_ADMISSION + A.N_ADM_PARAMS   # 24: strategy parameters
-N_STRATEGY_PARAMS = 16
+CT_STRATEGY_PARAMS = CT_ADMISSION + kadm.N_ADM_PARAMS   # 24: strategy parameters
+N_STRATEGY_PARAMS = MAX_STRATEGY_PARAMS
 CT_RISK = CT_STRATEGY_PARAMS + N_STRATEGY_PARAMS     # 40: kernels.risk parameters
-N_RISK_PARAMS = 8
 N_CONTROL = 64
 
 CMD_RUN = 0
 CMD_PAUSE = 1
 CMD_STOP = 2
 
-STRAT_NONE = 0
-STRAT_MM_SKEW = 1
-STRAT_AVELLANEDA_STOIKOV = 2
-STRAT_GRID = 3
-STRAT_MOMENTUM = 4
-STRATEGY_NAMES = ("none", "mm_skew", "avellaneda_stoikov", "grid_mm", "momentum")
+NO_STRATEGY = 0         # id of the registry's "none" row
 
 # ----------------------------------------------------------------- counters (int64)
 PC_RECEIVED = 0
@@ -105,6 +102,7 @@ PS_BUDGET = 0           # processed max_events; call again
 PS_IDLE = 1             # ring empty for max_spins attempts
 PS_PAUSED = 2
 PS_STOPPED = 3
+PS_STRATEGY = 4         # the control array switched strategy: call again with its kernel
 
 FEED_DONE = 0           # every event asked for was published
 FEED_WAITING = 1        # paced: nothing due for max_spins attempts
@@ -357,49 +355,58 @@ def _refresh_view(st, ctx, view, orders, counters, symbol, last_price, last_qty,
 
 
 @kernel
-def _call_strategy(which, ctx, view, orders, params, actions):
-    if which == STRAT_MM_SKEW:
-        return mm_skew(ctx[0], view[0], orders, params, actions)
-    if which == STRAT_AVELLANEDA_STOIKOV:
-        return avellaneda_stoikov(ctx[0], view[0], orders, params, actions)
-    if which == STRAT_GRID:
-        return grid_mm(ctx[0], view[0], orders, params, actions)
-    if which == STRAT_MOMENTUM:
-        return momentum(ctx[0], view[0], orders, params, actions)
-    return 0
-
-
-@kernel
 def _apply_control(control, active, adm_state, adm_counters, window, counters, now):
     """Copy a new parameter generation into ``active``; reset the controller when its
     kind changed. Returns the command."""
     counters[PC_CONTROL_READS] += 1
     gen = np.int64(control[CT_GENERATION])
     if gen != counters[PC_GENERATION]:
-        old_kind = active[CT_ADMISSION + A.AP_KIND]
+        old_kind = active[CT_ADMISSION + kadm.AP_KIND]
         for i in range(N_CONTROL):
             active[i] = control[i]
         counters[PC_GENERATION] = gen
-        if active[CT_ADMISSION + A.AP_KIND] != old_kind:
-            adm = active[CT_ADMISSION:CT_ADMISSION + A.N_ADM_PARAMS]
-            A.admission_reset(adm, adm_state, window, now)
+        if active[CT_ADMISSION + kadm.AP_KIND] != old_kind:
+            adm = active[CT_ADMISSION:CT_ADMISSION + kadm.N_ADM_PARAMS]
+            kadm.admission_reset(adm, adm_state, window, now)
     return np.int64(control[CT_COMMAND])
 
 
-# ------------------------------------------------------------------- the consumer
 @kernel
-def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm_state,
-                 adm_counters, window, ctx, view, orders, actions, risk_state, price_scale,
-                 max_events, max_spins):
-    """Consume up to ``max_events`` messages; returns ``PS_*`` (see module docstring)."""
-    st = borrow_state(st)
+def _read_control(control, active, adm_state, adm_counters, window, counters, st, fills, ctx,
+                  orders):
+    """:func:`_apply_control`, and when the strategy changed, start the new one
+    flat-handed: the old one's orders cancelled, its scratch memory cleared."""
+    previous = active[CT_STRATEGY]
+    cmd = _apply_control(control, active, adm_state, adm_counters, window, counters, now_ns())
+    if active[CT_STRATEGY] != previous:
+        _cancel_all(st, fills, ctx, orders, counters, np.int64(active[CT_SYMBOL]), now_ns())
+        mem = ctx[0].mem
+        for i in range(mem.shape[0]):
+            mem[i] = 0.0
+    return cmd
+
+
+# ------------------------------------------------------------------- the consumer
+@kernel(cache=False)
+def run_pipeline(strategy, strategy_id, header, slots, st, fills, control, active, counters,
+                 hists, adm_state, adm_counters, window, ctx, view, orders, actions, risk_state,
+                 price_scale, max_events, max_spins):
+    """Consume up to ``max_events`` messages; returns ``PS_*`` (see module docstring).
+
+    ``strategy`` is the kernel of registry row ``strategy_id``
+    (``kernels.strategies.STRATEGIES``). When the control array switches to another row
+    the loop returns ``PS_STRATEGY`` and the caller passes that row's kernel. Not
+    cacheable (it takes a function), so Numba compiles it once per strategy and process,
+    as the backtest loops; every helper it calls is cached.
+    """
+    st = book_borrow(st)
     fills = borrow_fills(fills)
     h_queue = hists[STAGE_QUEUE]
     h_book = hists[STAGE_BOOK]
     h_strategy = hists[STAGE_STRATEGY]
     h_e2e = hists[STAGE_END_TO_END]
     mask = header[H_MASK]
-    adm = active[CT_ADMISSION:CT_ADMISSION + A.N_ADM_PARAMS]
+    adm = active[CT_ADMISSION:CT_ADMISSION + kadm.N_ADM_PARAMS]
     sparams = active[CT_STRATEGY_PARAMS:CT_STRATEGY_PARAMS + N_STRATEGY_PARAMS]
     rp = active[CT_RISK:CT_RISK + N_RISK_PARAMS]
     c = ctx[0]
@@ -409,18 +416,14 @@ def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm
     while done < max_events:
         if since_control >= max(np.int64(active[CT_CONTROL_EVERY]), 1):
             since_control = 0
-            previous = active[CT_STRATEGY]
-            cmd = _apply_control(control, active, adm_state, adm_counters, window, counters,
-                                 now_ns())
-            if active[CT_STRATEGY] != previous:
-                # a new strategy starts flat-handed: no orders of the old one, fresh scratch
-                _cancel_all(st, fills, ctx, orders, counters, np.int64(active[CT_SYMBOL]), now_ns())
-                for i in range(c.mem.shape[0]):
-                    c.mem[i] = 0.0
+            cmd = _read_control(control, active, adm_state, adm_counters, window, counters, st,
+                                fills, ctx, orders)
             if cmd == CMD_STOP:
                 return PS_STOPPED
             if cmd == CMD_PAUSE:
                 return PS_PAUSED
+            if np.int64(active[CT_STRATEGY]) != strategy_id:
+                return PS_STRATEGY
         tail = header[H_TAIL]
         head = header[H_CACHED_HEAD]
         if head <= tail:
@@ -431,13 +434,12 @@ def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm
             header[H_EMPTY_SPINS] += 1
             spins += 1
             if spins >= max_spins:
-                _apply_control(control, active, adm_state, adm_counters, window, counters,
-                               now_ns())
+                _read_control(control, active, adm_state, adm_counters, window, counters, st,
+                              fills, ctx, orders)
                 return PS_IDLE
             cpu_pause()
             continue
         spins = 0
-        strategy = np.int64(active[CT_STRATEGY])
         symbol = np.int64(active[CT_SYMBOL])
         work_ns = np.int64(active[CT_WORK_NS])
         for k in range(n):
@@ -455,12 +457,12 @@ def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm
                 m.flags & ORDER_TYPE_BITS, (m.flags >> 4) & ORDER_TYPE_BITS)
             if reason != R_NONE:
                 counters[PC_BOOK_REJECTS] += 1
-            mine = strategy != STRAT_NONE and m.symbol == symbol
+            mine = strategy_id != NO_STRATEGY and m.symbol == symbol
             if mine and nf > 0:
                 _account_fills(ctx, orders, counters, fills, nf, price_scale)
             t_book = now_ns()
             record(h_book, t_book - t_in)
-            if not A.admit(adm, adm_state, adm_counters, window, t_in, queue_ns, backlog, False):
+            if not kadm.admit(adm, adm_state, adm_counters, window, t_in, queue_ns, backlog, False):
                 counters[PC_SHED] += 1
                 counters[PC_BUSY_NS] += t_book - t_in
                 continue
@@ -486,7 +488,7 @@ def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm
                             _cancel_all(st, fills, ctx, orders, counters, symbol, t_book)
                     else:
                         counters[PC_WAKES] += 1
-                        n_act = _call_strategy(strategy, ctx, view, orders, sparams, actions)
+                        n_act = strategy(c, view[0], orders, sparams, actions)
                         if n_act > 0:
                             _send_actions(st, fills, ctx, view, orders, actions, n_act,
                                           counters, rp, risk_state, symbol, t_book, price_scale)
@@ -497,7 +499,7 @@ def run_pipeline(header, slots, st, fills, control, active, counters, hists, adm
             record(h_strategy, t_done - t_book)
             e2e = t_done - m.ts
             record(h_e2e, e2e)
-            A.observe(adm_state, window, e2e, t_done - t_in)
+            kadm.observe(adm_state, window, e2e, t_done - t_in)
             counters[PC_BUSY_NS] += t_done - t_in
             counters[PC_LAST_DECISION_NS] = t_done
         store_release(header, H_TAIL, tail + n)

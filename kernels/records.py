@@ -1,7 +1,8 @@
 """Record dtypes and integer codes shared by every kernel: defined here once.
 
-Each concept has exactly one dtype (all ``align=True`` so fields sit on their natural
-boundaries and Numba generates plain loads):
+Every record dtype of the kernels is defined in this module, and each concept has
+exactly one dtype (all ``align=True`` so fields sit on their natural boundaries and
+Numba generates plain loads). The engine:
 
 ``EVENT``    what flows *into* the engine: a new order, a cancel, a modify, an
              execution replayed from an exchange, a halt. LOBSTER files, the
@@ -11,6 +12,35 @@ boundaries and Numba generates plain loads):
 ``FILL``     one match between a resting (maker) order and an incoming (taker) one.
 ``RESULT``   the engine's answer to one event: status, reject reason, filled, leaves.
 ``MESSAGE``  the 64-byte cache-line message that travels through the SPSC rings.
+``LEVEL``    one price level of a book's ladder: its FIFO of orders and their total.
+``BOOK``     one book's scalars: ladder origin, tick, best indices, traded volume.
+
+Price-level (L2) market data:
+
+``L2_UPDATE``  one price level's new absolute size, as a depth feed sends it (flags
+               ``L2F_*``); the L2 backtest also carries trades in it (``L2F_TRADE``).
+``BBO``        the best bid and ask after one message.
+
+The strategy interface (the backtest loops and the live pipeline call every strategy
+as ``strategy(ctx, view, orders, params, actions)``; :func:`strategy_io` allocates
+those arrays) and the backtest's own records:
+
+``CTX``        the strategy's context: local time, known position/cash, scratch memory.
+``VIEW``       the market view delivered to it: top of book, last trade, own best orders.
+``LIVE``       one open order as the strategy knows it.
+``ACTION``     one order or cancel the strategy asks for.
+``PENDING``    an order or cancel travelling to the exchange (entry latency).
+``RESPONSE``   an ack, fill, cancel or reject travelling back (response latency).
+``ORDER_LOG``  the life of one own order, for the report.
+``OWN_FILL``   one fill of an own order, with fees and slippage.
+``STEP``       one sample of the equity curve.
+
+The FIX 4.4 codec (``kernels.fix``; its section is at the end of this module):
+
+``FIX_MESSAGE``  one framed message: byte span, header facts, session-level reject.
+``FIX_FIELD``    one tag of the zero-copy index: a value's byte span in the caller's buffer.
+``EXEC_REPORT``  an ExecutionReport (35=8), decoded from the wire or the encoder's input.
+``MD_ENTRY``     one repeating-group entry of a MarketData snapshot (W) or refresh (X).
 
 Prices are integers everywhere in the kernels: ``price_units = price * price_scale``
 (``price_scale`` defaults to 10_000, LOBSTER's convention), so matching never compares
@@ -20,6 +50,8 @@ The integer codes below are module globals so Numba folds them into constants; t
 Python layer (``workbench.enums``) exposes the same numbers as ``IntEnum`` classes.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -162,3 +194,304 @@ MESSAGE = np.dtype(
 
 assert ORDER.itemsize == 64, ORDER.itemsize
 assert MESSAGE.itemsize == 64, MESSAGE.itemsize
+
+
+# ===================================================================== book internals
+# kernels.book's ladder levels and per-book scalars (kernels.book_state allocates them).
+LEVEL = np.dtype(
+    [("qty", np.int64), ("head", np.int32), ("tail", np.int32), ("count", np.int32)],
+    align=True,
+)
+
+BOOK = np.dtype(
+    [
+        ("base", np.int64),            # price (units) of ladder index 0
+        ("tick", np.int64),            # tick size in price units
+        ("orders", np.int64, (2,)),    # resting orders per side
+        ("last_price", np.int64),
+        ("volume", np.int64),          # traded quantity (book matches + replayed trades)
+        ("trades", np.int64),
+        ("best", np.int32, (2,)),      # ladder index of best bid / best ask, -1 if none
+        ("n_levels", np.int32, (2,)),  # occupied levels per side
+        ("anchored", np.int8),         # ladder window placed?
+        ("halted", np.int8),
+    ],
+    align=True,
+)
+
+
+# ============================================================== price-level (L2) data
+# L2_UPDATE.flags bits
+L2F_SNAPSHOT = 1        # part of a full snapshot: the first row of one clears the book
+L2F_SNAPSHOT_START = 2
+L2F_END_OF_MESSAGE = 4  # the last level of a message: the book is consistent after it
+L2F_TRADE = 64          # the row is a trade (L2 backtest input), not a level size
+
+L2_UPDATE = np.dtype(
+    [
+        ("ts", np.int64),         # local receive time, ns since the epoch
+        ("exch_ts", np.int64),    # exchange event time, ns since the epoch (0 if none)
+        ("update_id", np.int64),  # the message's last update id (Binance ``u``, snapshot ``lastUpdateId``)
+        ("first_id", np.int64),   # the message's first update id (``U``)
+        ("prev_id", np.int64),    # futures ``pu`` (the previous message's ``u``); -1 when absent
+        ("price", np.int64),      # price units (price * price_scale)
+        ("qty", np.int64),        # new absolute level size, qty units (qty * qty_scale); 0 removes
+        ("symbol", np.int32),
+        ("side", np.int8),        # BUY (bid) / SELL (ask); a trade's aggressor side
+        ("flags", np.int8),       # L2F_* bits
+    ],
+    align=True,
+)
+
+BBO = np.dtype(
+    [
+        ("ts", np.int64),
+        ("update_id", np.int64),
+        ("bid_price", np.int64),  # -1 when the side is empty
+        ("bid_qty", np.int64),
+        ("ask_price", np.int64),
+        ("ask_qty", np.int64),
+    ],
+    align=True,
+)
+
+
+# ====================================================== strategy interface and backtest
+STRATEGY_ID_BASE = np.int64(1) << 62   # own order ids: STRATEGY_ID_BASE + order log row
+
+# ACTION.kind and PENDING.kind
+A_NEW = 1
+A_CANCEL = 2
+
+# LIVE.state: an open order as the strategy knows it
+OS_FREE = 0
+OS_PENDING_NEW = 1
+OS_LIVE = 2
+OS_PENDING_CANCEL = 3
+
+# RESPONSE.kind
+RSP_ACK = 1
+RSP_FILL = 2
+RSP_CANCELLED = 3
+RSP_REJECTED = 4
+RSP_CANCEL_REJECTED = 5
+
+# CTX.wake: why the strategy was called
+W_MARKET = 1
+W_RESPONSE = 2
+
+# ORDER_LOG.status: an own order's final status
+LS_PENDING = 0   # sent, not yet at the exchange (or at the end of the data)
+LS_OPEN = 1      # resting at the end
+LS_FILLED = 2
+LS_CANCELLED = 3
+LS_REJECTED = 4  # by risk (risk_reason) or the exchange (exchange_reason)
+
+# OWN_FILL.liquidity
+LIQ_MAKER = 0
+LIQ_TAKER = 1
+
+ACTION = np.dtype([("order_id", np.int64), ("price", np.int64), ("qty", np.int64),
+                   ("kind", np.int8), ("side", np.int8), ("tif", np.int8)], align=True)
+
+N_MEM = 16  # CTX.mem slots
+CTX = np.dtype([
+    ("ts", np.int64),             # local time of this wake (ns)
+    ("exch_ts", np.int64),        # exchange time of the latest view delivered
+    ("position", np.int64),       # position as the strategy knows it (from responses)
+    ("cash", np.float64),         # cash as it knows it (fees included)
+    ("equity", np.float64),       # cash + position * mid of the delivered view
+    ("last_fill_price", np.int64),
+    ("last_fill_qty", np.int64),
+    ("last_fill_side", np.int64),
+    ("wake", np.int64),           # W_MARKET or W_RESPONSE
+    ("n_wakes", np.int64),
+    ("open_bid_qty", np.int64),   # pending + resting quantity it has on each side
+    ("open_ask_qty", np.int64),
+    ("tick", np.int64),           # price units
+    ("price_scale", np.int64),
+    ("killed", np.int64),         # kill switch tripped
+    ("mem", np.float64, (N_MEM,)),  # strategy scratch (moving averages, counters...)
+], align=True)
+
+VIEW = np.dtype([
+    ("local_ts", np.int64),       # when it reaches the strategy
+    ("exch_ts", np.int64),
+    ("bid", np.int64), ("bid_qty", np.int64),   # 0 / 0 when the side is empty
+    ("ask", np.int64), ("ask_qty", np.int64),
+    ("mid", np.float64),          # price units; last two-sided mid
+    ("last_price", np.int64), ("last_qty", np.int64), ("last_side", np.int64),  # aggressor side
+    ("own_bid_id", np.int64), ("own_bid_price", np.int64), ("own_bid_leaves", np.int64),
+    ("own_bid_ahead", np.int64),  # quantity ahead of the own best bid in its queue
+    ("own_ask_id", np.int64), ("own_ask_price", np.int64), ("own_ask_leaves", np.int64),
+    ("own_ask_ahead", np.int64),
+], align=True)
+
+LIVE = np.dtype([("order_id", np.int64), ("price", np.int64), ("qty", np.int64),
+                 ("leaves", np.int64), ("filled", np.int64), ("side", np.int8),
+                 ("state", np.int8), ("tif", np.int8)], align=True)
+
+PENDING = np.dtype([("ts", np.int64), ("order_id", np.int64), ("price", np.int64),
+                    ("qty", np.int64), ("kind", np.int8), ("side", np.int8), ("tif", np.int8)],
+                   align=True)
+
+RESPONSE = np.dtype([("ts", np.int64), ("order_id", np.int64), ("price", np.int64),
+                     ("qty", np.int64), ("leaves", np.int64), ("fee", np.float64),
+                     ("kind", np.int8), ("side", np.int8), ("reason", np.int8)], align=True)
+
+ORDER_LOG = np.dtype([
+    ("order_id", np.int64), ("submit_ts", np.int64), ("arrival_ts", np.int64),
+    ("done_ts", np.int64), ("price", np.int64), ("qty", np.int64), ("filled", np.int64),
+    ("queue_ahead", np.int64),    # quantity ahead when it started resting (-1: never rested)
+    ("arrival_mid", np.float64),  # exchange mid when it arrived (price units)
+    ("slot", np.int32),           # its row in the LIVE table while open
+    ("side", np.int8), ("tif", np.int8), ("status", np.int8),
+    ("risk_reason", np.int8), ("exchange_reason", np.int8),
+], align=True)
+
+OWN_FILL = np.dtype([
+    ("ts", np.int64), ("known_ts", np.int64), ("order_id", np.int64), ("price", np.int64),
+    ("qty", np.int64), ("position", np.int64), ("time_in_queue", np.int64),
+    ("fee", np.float64), ("arrival_mid", np.float64), ("mid", np.float64),
+    ("slippage_bps", np.float64), ("side", np.int8), ("liquidity", np.int8),
+], align=True)
+
+STEP = np.dtype([
+    ("ts", np.int64), ("position", np.int64), ("bid", np.int64), ("ask", np.int64),
+    ("quote_bid", np.int64), ("quote_ask", np.int64),
+    ("mid", np.float64), ("cash", np.float64), ("equity", np.float64),
+    ("realised", np.float64), ("unrealised", np.float64), ("fees", np.float64),
+], align=True)
+
+
+class StrategyIO(NamedTuple):
+    """The arrays a strategy is called with: ``strategy(ctx[0], view[0], orders, params,
+    actions)``."""
+
+    ctx: np.ndarray      # CTX[1]
+    view: np.ndarray     # VIEW[1]
+    orders: np.ndarray   # LIVE[max_open]
+    actions: np.ndarray  # ACTION[max_actions]
+    params: np.ndarray   # float64[n_params]
+
+
+def strategy_io(max_open: int, max_actions: int, params, tick: int, price_scale: int) -> StrategyIO:
+    """The strategy-interface arrays, zeroed but for what the strategy reads from the
+    start: its ``params`` (a copy) and the instrument's ``tick`` and ``price_scale`` in
+    ``ctx``. The one allocator the backtester and the live pipeline share."""
+    io = StrategyIO(
+        ctx=np.zeros(1, dtype=CTX),
+        view=np.zeros(1, dtype=VIEW),
+        orders=np.zeros(int(max_open), dtype=LIVE),
+        actions=np.zeros(int(max_actions), dtype=ACTION),
+        params=np.array(params, dtype=np.float64),
+    )
+    io.ctx[0]["tick"] = tick
+    io.ctx[0]["price_scale"] = price_scale
+    return io
+
+
+# ============================================================================= FIX
+# The records of the FIX 4.4 codec (kernels.fix; the Python face is workbench.fix).
+# Orders (D/F/G) decode into EVENT above; these are the FIX-only concepts:
+#
+# ``FIX_MESSAGE``  one framed message: byte span, header facts (MsgType, MsgSeqNum,
+#                  SendingTime, sender), where its tags sit in the field index, and the
+#                  session-level reject found by the dictionary validation.
+# ``FIX_FIELD``    one tag of the zero-copy index: ``(start, end)`` is the value's byte
+#                  span inside the caller's buffer (nothing is copied), ``tag`` the number,
+#                  ``msg`` the owning message.
+# ``EXEC_REPORT``  an ExecutionReport (35=8), both decoded from the wire and as the
+#                  encoder's input (built from ``FILL`` records by the Python layer).
+# ``MD_ENTRY``     one repeating-group entry of a MarketData snapshot (W) or
+#                  incremental refresh (X).
+#
+# Absent or malformed int64 values are ``kernels.fix.fields.NO_VALUE`` (int64 min).
+
+# -------------------------------------- FIX_MESSAGE.msg_type: MsgType (35) codes
+# MsgType packed big-endian ('D' -> 68, 'AE' -> 0x4145; kernels.fix.frame.pack_msg_type)
+MT_D = 68   # NewOrderSingle
+MT_F = 70   # OrderCancelRequest
+MT_G = 71   # OrderCancelReplaceRequest
+MT_8 = 56   # ExecutionReport
+MT_X = 88   # MarketDataIncrementalRefresh
+MT_W = 87   # MarketDataSnapshotFullRefresh
+
+# ---------------------- FIX_MESSAGE.reject_reason: SessionRejectReason (373) codes
+SR_NONE = -1
+SR_INVALID_TAG = 0
+SR_REQUIRED_TAG_MISSING = 1
+SR_TAG_NOT_DEFINED_FOR_MSG_TYPE = 2
+SR_TAG_WITHOUT_VALUE = 4
+SR_VALUE_OUT_OF_RANGE = 5
+SR_INCORRECT_DATA_FORMAT = 6
+SR_COMP_ID_PROBLEM = 9
+SR_SENDING_TIME = 10
+SR_INVALID_MSG_TYPE = 11
+SR_TAG_REPEATED = 13
+SR_OUT_OF_ORDER = 14
+SR_GROUP_COUNT = 16
+
+FIX_MESSAGE = np.dtype(
+    [
+        ("start", np.int64),         # offset of '8' of 8=FIX
+        ("end", np.int64),           # one past the trailer's delimiter
+        ("seq_num", np.int64),       # MsgSeqNum (34), NO_VALUE when absent
+        ("sending_time", np.int64),  # SendingTime (52) in ns since the epoch, NO_VALUE if absent
+        ("sender", np.int64),        # hash of SenderCompID (49): groups a log's two directions
+        ("field_first", np.int64),   # index of its first tag (8=) in the field index
+        ("field_count", np.int32),
+        ("msg_type", np.int32),      # MsgType packed big-endian: 'D' -> 68, 'AE' -> 0x4145
+        ("body_length", np.int32),
+        ("reject_tag", np.int32),    # RefTagID (371) for a session reject, 0 if none
+        ("reject_reason", np.int16), # SessionRejectReason (373), SR_NONE if valid
+        ("checksum", np.uint8),
+        ("delimiter", np.uint8),
+    ],
+    align=True,
+)
+
+# 16 bytes, four to a cache line: offsets are int32, so one scan covers < 2 GiB
+# (workbench.fix refuses larger buffers with a clear error).
+FIX_FIELD = np.dtype(
+    [("start", np.int32), ("end", np.int32), ("tag", np.int32), ("msg", np.int32)],
+    align=True,
+)
+MAX_SCAN_BYTES = (1 << 31) - 1
+
+EXEC_REPORT = np.dtype(
+    [
+        ("order_id", np.int64),     # OrderID (37)
+        ("cl_ord_id", np.int64),    # ClOrdID (11) as a number (kernels.fix.fields.order_id_value)
+        ("exec_id", np.int64),      # ExecID (17)
+        ("ts", np.int64),           # TransactTime (60), ns
+        ("price", np.int64),        # Price (44), price units
+        ("last_px", np.int64),      # LastPx (31)
+        ("last_qty", np.int64),     # LastQty (32)
+        ("order_qty", np.int64),    # OrderQty (38)
+        ("cum_qty", np.int64),      # CumQty (14)
+        ("leaves_qty", np.int64),   # LeavesQty (151)
+        ("avg_px", np.int64),       # AvgPx (6)
+        ("text_start", np.int64),   # ClOrdID text span in a byte pool (decoded: the buffer)
+        ("text_end", np.int64),
+        ("msg", np.int32),          # source message index when decoded, -1 when built
+        ("symbol", np.int32),       # index into the caller's symbol list, -1 unknown
+        ("exec_type", np.uint8),    # ExecType (150) character
+        ("ord_status", np.uint8),   # OrdStatus (39) character
+        ("side", np.int8),          # BUY / SELL, -1 unknown
+        ("order_type", np.int8),    # LIMIT / MARKET, -1 unknown
+    ],
+    align=True,
+)
+
+MD_ENTRY = np.dtype(
+    [
+        ("price", np.int64),       # MDEntryPx (270), price units
+        ("size", np.int64),        # MDEntrySize (271) (integer part)
+        ("msg", np.int32),
+        ("symbol", np.int32),      # index into the caller's symbol list, -1 unknown
+        ("action", np.int8),       # MDUpdateAction (279): 0 new, 1 change, 2 delete (W: 0)
+        ("entry_type", np.uint8),  # MDEntryType (269) character: '0' bid, '1' offer, '2' trade
+    ],
+    align=True,
+)

@@ -20,13 +20,16 @@ resynchronises the engine's top ``L`` levels to the row and counts it:
 from __future__ import annotations
 
 from .book import (
-    C_FREE_HEAD, C_W, anon_order_id, apply_event, borrow_fills, borrow_state, index_find,
-    level_index, next_level, remove_resting, rest_order, _price_index, _reduce_resting,
+    _price_index, _reduce_resting, anon_order_id, apply_event, find_order, level_index,
+    next_level, remove_resting, rest_order,
 )
+from .book_state import EC_FREE_HEAD, EC_W
 from .jit import kernel
+from .pointers import borrow_fills
 from .records import (
     BUY, EV_ADD, EV_CANCEL, EV_DELETE, EV_EXECUTE, GTC, LIMIT, R_OUTPUT_FULL, SELL, ST_NEW,
 )
+from .state_views import book_borrow
 
 EMPTY_ASK = 9_999_999_999
 EMPTY_BID = -9_999_999_999
@@ -105,7 +108,7 @@ def _shrink_level(st, book, side, idx, price, excess):
     if exact >= 0:
         remove_resting(st, exact, -1)
         return
-    pos = index_find(st, anon_order_id(book, side, price), book)
+    pos = find_order(st, anon_order_id(book, side, price), book)
     if pos >= 0:
         slot = st.index_slots[pos]
         take = min(excess, st.pool[slot].qty)
@@ -133,7 +136,7 @@ def _ladder_index(st, book, side, price):
     if b.anchored == 0 or price <= 0 or price % b.tick != 0 or (side != BUY and side != SELL):
         return -1
     idx = (price - b.base) // b.tick
-    if idx < 0 or idx >= st.counters[C_W]:
+    if idx < 0 or idx >= st.counters[EC_W]:
         return -1
     return idx
 
@@ -198,13 +201,13 @@ def _clear_crossed(st, book, side, price):
 def _grow_level(st, book, side, idx, price, missing, ts):
     """Add ``missing`` anonymous volume at a level. False if the pool is full."""
     anon = anon_order_id(book, side, price)
-    pos = index_find(st, anon, book)
+    pos = find_order(st, anon, book)
     if pos >= 0:
         slot = st.index_slots[pos]
         st.pool[slot].qty += missing
         st.levels[level_index(st, book, side, idx)].qty += missing
         return True
-    if st.counters[C_FREE_HEAD] < 0:
+    if st.counters[EC_FREE_HEAD] < 0:
         return False
     rest_order(st, book, side, idx, anon, missing, 0, ts, LIMIT, GTC, ST_NEW)
     return True
@@ -263,7 +266,7 @@ def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags
     where row ``i`` matched before any resync. Returns ``(matched, resyncs,
     unrepresented_levels)``.
     """
-    st = borrow_state(st)
+    st = book_borrow(st)
     fills = borrow_fills(fills)
     n_levels = rows.shape[1] // 4
     matched = 0

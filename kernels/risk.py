@@ -1,6 +1,7 @@
 """Pre-trade risk checks for backtested strategies: limits, rate limit, kill switch.
 
-Owns the risk parameter layout (``RP_*`` indices into a float64 array), the risk
+Owns the risk parameter layout (``RP_*`` indices into a float64 array) and its
+registry (``RISK_PARAMS``: name, index, default, range, unit of every limit), the risk
 reject reasons (``RK_*``) and one kernel, :func:`check_new_order`, which the backtest
 loop calls for every order a strategy emits, before the order-entry latency: this is
 the strategy's own gateway, so a rejected order never reaches the exchange.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .jit import kernel
+from .registry import Param
 
 # risk parameter indices (float64 array of N_RISK_PARAMS)
 RP_MAX_ORDER_QTY = 0     # largest single order
@@ -48,9 +50,34 @@ RS_KILLED = 2
 N_RISK_STATE = 3
 
 
+# ------------------------------------------------------------------------ the registry
+# One row per limit (0 = no limit). A new limit is one row here, one index above and its
+# test in :func:`check_new_order`; the backtester, the live pipeline and the widgets
+# read this table. ``scale`` turns the unit people type into the kernel's unit.
+RISK_PARAMS = (
+    Param("max_order_qty", RP_MAX_ORDER_QTY, 0.0, 0.0, 1e15, doc="largest single order"),
+    Param("max_position", RP_MAX_POSITION, 0.0, 0.0, 1e15,
+          doc="|position + open orders on the side + new qty|"),
+    Param("max_notional", RP_MAX_NOTIONAL, 0.0, 0.0, 1e18, unit="currency",
+          doc="qty * price of one order"),
+    Param("price_band_bps", RP_PRICE_BAND_BPS, 0.0, 0.0, 1e6, unit="bps",
+          doc="|price - mid| / mid"),
+    Param("max_orders_per_window", RP_MAX_ORDERS, 0.0, 0.0, 1e12, True,
+          doc="orders allowed per rate window"),
+    Param("rate_window_s", RP_RATE_WINDOW_NS, 0.0, 0.0, 1e6, scale=1e9, unit="s",
+          doc="the rate window (0: one second)"),
+    Param("max_loss", RP_MAX_LOSS, 0.0, 0.0, 1e18, unit="currency",
+          doc="kill switch when equity < -max_loss"),
+    Param("kill", RP_KILL, 0.0, 0.0, 1.0, True, doc="1: kill switch engaged"),
+)
+
+
 def default_risk_params() -> np.ndarray:
     """No limits at all."""
-    return np.zeros(N_RISK_PARAMS, dtype=np.float64)
+    out = np.zeros(N_RISK_PARAMS, dtype=np.float64)
+    for p in RISK_PARAMS:
+        out[p.index] = p.default * p.scale
+    return out
 
 
 @kernel

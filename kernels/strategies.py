@@ -1,10 +1,10 @@
 """Bundled backtest strategies and the helpers a strategy (bundled or user-written) uses.
 
-Every strategy has the one signature the loop (``kernels.backtest.run_l3``) calls::
+Every strategy has the one signature the loop (``kernels.backtest.l3.run_l3``) calls::
 
     strategy(ctx, view, orders, params, actions) -> int   # actions written
 
-* ``ctx``: a ``kernels.backtest.CTX`` record: ``ts`` (local ns), ``position``,
+* ``ctx``: a ``kernels.records.CTX`` record: ``ts`` (local ns), ``position``,
   ``cash``, ``equity`` as the strategy knows them, ``last_fill_*``, ``wake``
   (``W_MARKET``/``W_RESPONSE``), ``open_bid_qty``/``open_ask_qty``, ``tick``,
   ``price_scale``, ``killed`` and ``mem`` (16 floats of scratch that persist).
@@ -18,7 +18,12 @@ Every strategy has the one signature the loop (``kernels.backtest.run_l3``) call
 
 A user strategy is any ``@numba.njit`` function with that signature (see notebook 06).
 Bundled: :func:`mm_skew` (market making with inventory skew), :func:`avellaneda_stoikov`,
-:func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout).
+:func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout), and
+:func:`no_strategy` (never trades).
+
+The registry ``STRATEGIES`` (at the end) lists each one with its parameters (name, slot
+in ``params``, default, range, unit); the backtester, the live pipeline, the widgets and
+the CLI all read it. Adding a strategy is one function plus one row.
 """
 from __future__ import annotations
 
@@ -26,9 +31,9 @@ import math
 
 import numpy as np
 
-from .backtest import A_CANCEL, A_NEW, OS_FREE, OS_PENDING_CANCEL
 from .jit import kernel
-from .records import BUY, GTC, IOC, SELL
+from .registry import Entry, Param, Registry
+from .records import A_CANCEL, A_NEW, BUY, GTC, IOC, OS_FREE, OS_PENDING_CANCEL, SELL
 
 
 # ------------------------------------------------------------------------ helpers
@@ -133,14 +138,14 @@ def mm_skew(ctx, view, orders, params, actions):
                       np.int64(params[MM_QTY]), maxp)
 
 
-AS_GAMMA = 0           # risk aversion
-AS_SIGMA = 1           # mid volatility, ticks per sqrt(second)
-AS_K = 2               # order-arrival decay per tick of distance
-AS_HORIZON_S = 3       # rolling horizon T - t, seconds
-AS_QTY = 4
-AS_MAX_POSITION = 5
-AS_LOT = 6             # inventory unit q = position / lot
-AS_N_PARAMS = 7
+AVS_GAMMA = 0           # risk aversion
+AVS_SIGMA = 1           # mid volatility, ticks per sqrt(second)
+AVS_K = 2               # order-arrival decay per tick of distance
+AVS_HORIZON_S = 3       # rolling horizon T - t, seconds
+AVS_QTY = 4
+AVS_MAX_POSITION = 5
+AVS_LOT = 6             # inventory unit q = position / lot
+AVS_N_PARAMS = 7
 
 
 @kernel
@@ -151,15 +156,15 @@ def avellaneda_stoikov(ctx, view, orders, params, actions):
     if view.bid <= 0 or view.ask <= 0:
         return 0
     tick = ctx.tick
-    gamma = params[AS_GAMMA]
-    var = params[AS_SIGMA] ** 2 * params[AS_HORIZON_S]
-    lot = params[AS_LOT] if params[AS_LOT] > 0 else 1.0
+    gamma = params[AVS_GAMMA]
+    var = params[AVS_SIGMA] ** 2 * params[AVS_HORIZON_S]
+    lot = params[AVS_LOT] if params[AVS_LOT] > 0 else 1.0
     q = ctx.position / lot
     res = view.mid - q * gamma * var * tick
-    spread = gamma * var + (2.0 / gamma) * math.log(1.0 + gamma / params[AS_K])
+    spread = gamma * var + (2.0 / gamma) * math.log(1.0 + gamma / params[AVS_K])
     half = 0.5 * spread * tick
     return quote_pair(ctx, view, orders, actions, res - half, res + half,
-                      np.int64(params[AS_QTY]), params[AS_MAX_POSITION])
+                      np.int64(params[AVS_QTY]), params[AVS_MAX_POSITION])
 
 
 GRID_LEVELS = 0
@@ -254,3 +259,51 @@ def momentum(ctx, view, orders, params, actions):
     if need < 0:
         return place(actions, 0, SELL, view.bid, min(-need, qty), IOC)
     return 0
+
+
+@kernel
+def no_strategy(ctx, view, orders, params, actions):
+    """Never trades: the baseline (the pipeline without a strategy, a backtest's market alone)."""
+    return 0
+
+
+# ------------------------------------------------------------------------ the registry
+# One row per strategy: its kernel and its parameters in ``params`` array order. A new
+# strategy is one ``@njit`` function with the signature above plus one row here (or a
+# ``STRATEGIES.add(Entry(...))`` from user code): the backtester, the live pipeline, the
+# widgets and the CLI all read this table.
+_POSITION = Param("max_position", 0, 500.0, 0.0, 1e12, True, doc="position limit the quotes respect")
+STRATEGIES = Registry("strategy", (
+    Entry("none", no_strategy, (), "no orders: the market alone"),
+    Entry("mm_skew", mm_skew, (
+        Param("half_spread_ticks", MM_HALF_SPREAD_TICKS, 1.0, 0.0, 1000.0, unit="ticks"),
+        Param("qty", MM_QTY, 100.0, 1.0, 1e12, True),
+        Param("skew_ticks", MM_SKEW_TICKS, 2.0, 0.0, 1000.0, unit="ticks",
+              doc="reservation price shift at a full max_position"),
+        _POSITION._replace(index=MM_MAX_POSITION),
+    ), "market making around a reservation price skewed against inventory"),
+    Entry("avellaneda_stoikov", avellaneda_stoikov, (
+        Param("gamma", AVS_GAMMA, 0.1, 1e-6, 100.0, doc="risk aversion"),
+        Param("sigma", AVS_SIGMA, 0.5, 0.0, 1e6, unit="ticks/sqrt(s)"),
+        Param("k", AVS_K, 1.5, 1e-6, 1e6, doc="order-arrival decay per tick"),
+        Param("horizon_s", AVS_HORIZON_S, 10.0, 0.0, 1e7, unit="s"),
+        Param("qty", AVS_QTY, 100.0, 1.0, 1e12, True),
+        _POSITION._replace(index=AVS_MAX_POSITION),
+        Param("lot", AVS_LOT, 100.0, 0.0, 1e12, doc="inventory unit q = position / lot"),
+    ), "Avellaneda-Stoikov optimal quotes on a rolling horizon"),
+    Entry("grid_mm", grid_mm, (
+        Param("levels", GRID_LEVELS, 3.0, 1.0, 64.0, True),
+        Param("spacing_ticks", GRID_SPACING_TICKS, 2.0, 1.0, 1e6, True, unit="ticks"),
+        Param("qty", GRID_QTY, 100.0, 1.0, 1e12, True),
+        _POSITION._replace(index=GRID_MAX_POSITION, default=600.0),
+    ), "a fixed price grid of resting bids and asks"),
+    Entry("momentum", momentum, (
+        Param("fast_alpha", MOM_FAST_ALPHA, 0.2, 0.0, 1.0),
+        Param("slow_alpha", MOM_SLOW_ALPHA, 0.02, 0.0, 1.0),
+        Param("threshold_bps", MOM_THRESHOLD_BPS, 2.0, 0.0, 1e4, unit="bps"),
+        Param("qty", MOM_QTY, 100.0, 1.0, 1e12, True),
+        _POSITION._replace(index=MOM_MAX_POSITION, default=300.0),
+        Param("mode", MOM_MODE, 0.0, 0.0, 1.0, True, doc="0: EMA crossover, 1: breakout"),
+    ), "EMA crossover (mode 0) or breakout (mode 1) with marketable IOC orders"),
+))
+MAX_STRATEGY_PARAMS = 16   # the live pipeline's control array reserves this many slots

@@ -4,6 +4,7 @@ sweep, CLI and report."""
 from __future__ import annotations
 
 import json
+from html import escape as html_escape
 
 import numba
 import numpy as np
@@ -11,7 +12,6 @@ import polars as pl
 import pytest
 from hypothesis import given, settings, strategies as hs
 
-from kernels import backtest as KB
 from kernels import records as R
 from workbench.backtest import Backtest, sweep
 
@@ -32,7 +32,7 @@ def post_once(ctx, view, orders, params, actions):
     n = 0
     for _ in range(np.int64(params[3])):
         a = actions[n]
-        a.kind = KB.A_NEW
+        a.kind = R.A_NEW
         a.side = np.int8(params[0])
         a.price = price
         a.qty = np.int64(params[2])
@@ -342,11 +342,38 @@ def test_bad_input_is_refused():
         Backtest("synthetic").strategy(lambda *a: 0)
 
 
-def test_report_html(mm_result, tmp_path):
-    path = mm_result.to_html(tmp_path / "report.html")
-    text = path.read_text()
-    assert "Bokeh" in text and "total_pnl" in text
-    assert mm_result.plot() is not None
+def test_dashboard_and_report_show_this_result(mm_result, tmp_path):
+    from bokeh.models import ColumnDataSource, DataTable
+
+    layout = mm_result.plot()
+    sources = list(layout.select({"type": ColumnDataSource}))
+    eq = mm_result.equity
+    # the P&L panel plots the result's own equity curve, point for point, at its times
+    curve = next(s for s in sources if "equity" in s.data)
+    np.testing.assert_allclose(curve.data["equity"], eq["equity"].to_numpy())
+    np.testing.assert_array_equal(curve.data["t"].astype("datetime64[ns]").astype(np.int64),
+                                  eq["ts"].to_numpy())
+    np.testing.assert_allclose(np.nan_to_num(curve.data["quote_bid"].astype(float)),
+                               eq["quote_bid"].fill_null(0).to_numpy())
+    # one scatter source per fill side, holding exactly that side's fills
+    fills = mm_result.fills
+    by_side = [s for s in sources if set(s.data) == {"t", "price", "qty"}]
+    assert len(by_side) == 2
+    shown_sides = sorted((list(src.data["price"]), list(src.data["qty"])) for src in by_side)
+    wanted = sorted((fills.filter(pl.col("side") == side)["price"].to_list(),
+                     fills.filter(pl.col("side") == side)["qty"].to_list()) for side in ("buy", "sell"))
+    assert shown_sides == wanted
+    # the stats table shows every stat with its value
+    table = layout.select_one({"type": DataTable})
+    shown = dict(zip(table.source.data["stat"], table.source.data["value"]))
+    assert set(shown) == set(mm_result.stats)
+    assert shown["n_fills"] == str(mm_result.stats["n_fills"])
+    assert float(shown["total_pnl"].replace(",", "")) == pytest.approx(
+        mm_result.stats["total_pnl"], abs=1e-4)
+    # the standalone report embeds BokehJS (opens offline) and the summary line
+    text = mm_result.to_html(tmp_path / "report.html").read_text()
+    assert "Bokeh.embed" in text or "embed_items" in text
+    assert html_escape(mm_result.summary()) in text
 
 
 # ------------------------------------------------------------- bundled strategies

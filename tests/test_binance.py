@@ -29,7 +29,7 @@ def reference_bbo(capture):
     """Plain-Python rebuild: dict books, best bid/ask after every message."""
     bids, asks, out = {}, {}, []
     for u in capture.updates:
-        if u["flags"] & binance.K.F_SNAPSHOT_START:
+        if u["flags"] & R.L2F_SNAPSHOT_START:
             bids.clear()
             asks.clear()
         if u["price"] > 0:
@@ -38,7 +38,7 @@ def reference_bbo(capture):
                 book[int(u["price"])] = int(u["qty"])
             else:
                 book.pop(int(u["price"]), None)
-        if u["flags"] & binance.K.F_END_OF_MESSAGE:
+        if u["flags"] & R.L2F_END_OF_MESSAGE:
             b = max(bids) if bids else -1
             a = min(asks) if asks else -1
             out.append((int(u["update_id"]), b, bids.get(b, 0), a, asks.get(a, 0)))

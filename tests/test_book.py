@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels import book as K
+from kernels import book as kbook
 from kernels import records as R
 from workbench.book import Engine, OrderBook, make_events
 from workbench.enums import OrderStatus, OrderType, RejectReason, Side, TimeInForce
@@ -214,7 +214,7 @@ def test_window_recentres_when_a_book_empties():
 
 def test_anonymous_volume_fallback():
     book = OrderBook("T", tick_size=0.01, capacity=100, price_levels=4096, anonymous_fallback=True)
-    anon = int(K.anon_order_id(0, R.BUY, 1_000_000))
+    anon = int(kbook.anon_order_id(0, R.BUY, 1_000_000))
     book.submit_many(make_events([(R.EV_ADD, anon, R.BUY, 1_000_000, 100)]))
     # a cancel and an execution of ids the engine never saw act on the anonymous volume
     out = book.submit_many(make_events([(R.EV_CANCEL, 555, R.BUY, 1_000_000, 30),

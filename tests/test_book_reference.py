@@ -80,10 +80,10 @@ def run_reference(events):
 
 
 def engine_resting(book: OrderBook):
-    from kernels import book as K
+    from kernels import book as kbook
 
     out = np.zeros(len(book), dtype=R.ORDER)
-    k = K.resting_orders(book.state, 0, out)
+    k = kbook.resting_orders(book.state, 0, out)
     return [tuple(int(x) for x in (o["order_id"], o["side"], o["price"], o["qty"], o["filled"], o["ts"]))
             for o in out[:k]]
 

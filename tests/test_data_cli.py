@@ -10,7 +10,7 @@ from kernels import records as R
 from tests.conftest import REPO, shared_path
 from workbench.cli import main
 from workbench.data.samples import load_sample
-from workbench.data.yahoo import BAR_SCHEMA
+from workbench.data.bars import BAR_SCHEMA
 
 
 def test_make_samples_reproduces_the_committed_files(tmp_path, capsys):

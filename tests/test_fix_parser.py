@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import fix as K
+from kernels.fix import fields as fix_fields
+from kernels.fix.frame import FIX_SKIPPED_BYTES
 from kernels.records import BUY, EV_ADD, EV_DELETE, EV_MODIFY, FILL, FOK, GTC, IOC, LIMIT, MARKET, SELL
 from tests.conftest import REPO, shared_path
 from workbench.fix import (
@@ -109,7 +110,7 @@ def test_truncated_tail_and_resync_after_garbage():
     data = b"noise\n" + good + b"\x00\xff junk " + good + good[:40]
     batch = parse(data)
     assert len(batch) == 2 and batch.framing_rejects["truncated"] == 1
-    assert batch.counts[K.FIX_SKIPPED_BYTES] == len(b"noise\n") + len(b"\x00\xff junk ")
+    assert batch.counts[FIX_SKIPPED_BYTES] == len(b"noise\n") + len(b"\x00\xff junk ")
 
 
 def test_stream_mode_keeps_an_incomplete_tail():
@@ -169,14 +170,14 @@ def _buf(text: str) -> np.ndarray:
 def test_fixed_point_matches_decimal(value, scale):
     text = format(value, "f")
     expected = int((value * scale).to_integral_value(rounding=ROUND_HALF_UP))
-    assert K.fixed_value(_buf(text), 0, len(text), scale) == expected
+    assert fix_fields.fixed_value(_buf(text), 0, len(text), scale) == expected
 
 
 @pytest.mark.parametrize("text", ["", "-", ".", "1..2", "+5", "1e5", "12a"])
 def test_malformed_numbers_are_no_value(text):
     b = _buf(text)
-    assert K.fixed_value(b, 0, len(text), 10_000) == K.NO_VALUE
-    assert K.int_value(b, 0, len(text)) == K.NO_VALUE
+    assert fix_fields.fixed_value(b, 0, len(text), 10_000) == fix_fields.NO_VALUE
+    assert fix_fields.int_value(b, 0, len(text)) == fix_fields.NO_VALUE
 
 
 @settings(max_examples=100, deadline=None)
@@ -193,13 +194,13 @@ def test_utc_timestamp_to_ns(moment, digits):
     else:
         micros = 0
     expected = int((moment.replace(microsecond=0, tzinfo=dt.timezone.utc).timestamp())) * 10**9 + micros * 1000
-    assert K.timestamp_value(_buf(text), 0, len(text)) == expected
+    assert fix_fields.timestamp_value(_buf(text), 0, len(text)) == expected
 
 
 def test_char_and_int_accessors():
-    assert K.char_value(_buf("2"), 0, 1) == ord("2")
-    assert K.char_value(_buf("22"), 0, 2) == -1
-    assert K.int_value(_buf("-42"), 0, 3) == -42
+    assert fix_fields.char_value(_buf("2"), 0, 1) == ord("2")
+    assert fix_fields.char_value(_buf("22"), 0, 2) == -1
+    assert fix_fields.int_value(_buf("-42"), 0, 3) == -42
 
 
 # ------------------------------------------------------------------ decoding
@@ -216,7 +217,7 @@ def test_decode_new_cancel_replace_into_events():
     ev = batch.events
     assert list(ev["kind"]) == [EV_ADD, EV_ADD, EV_DELETE, EV_MODIFY]
     assert list(ev["order_id"][[0, 2, 3]]) == [77, 77, 78]
-    assert ev["order_id"][1] == K.order_id_value(_buf("ABC-1"), 0, 5) and ev["order_id"][1] >= 1 << 62
+    assert ev["order_id"][1] == fix_fields.order_id_value(_buf("ABC-1"), 0, 5) and ev["order_id"][1] >= 1 << 62
     assert list(ev["side"]) == [SELL, BUY, SELL, SELL]
     assert list(ev["order_type"][:2]) == [LIMIT, MARKET]
     assert list(ev["tif"][:2]) == [IOC, FOK] and ev["tif"][3] == GTC

@@ -5,18 +5,22 @@ monitor fills its ColumnDataSources; start/stop leaves no threads behind."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from kernels import admission as A
-from kernels import pipeline as KP
+from kernels import admission as kadm
+from kernels import pipeline as kpipe
 from kernels.histogram import HP_COUNT
-from workbench.live import (
-    Pipeline, histogram_cdf, live_pipelines, overload_run, safe_mode_status,
-)
+from kernels.strategies import STRATEGIES
+from tests.conftest import REPO
+from workbench.latency import histogram_cdf
+from workbench.live.overload import overload_run, simulate_admission
+from workbench.live.pipeline import Pipeline, live_pipelines, safe_mode_status
 
 FAST = dict(rate=20_000, work_ns=500.0, target_ns=2_000_000.0, feed_wait_policy="sleep",
             wait_policy="sleep")
@@ -68,27 +72,27 @@ def test_messages_flow_through_book_strategy_and_histograms(pipe):
 def test_parameters_reach_the_running_consumer_within_a_second(pipe):
     pipe.start()
     assert wait_for(lambda: pipe.totals()["received"] > 1_000)
-    before = int(pipe.control[KP.CT_GENERATION])
+    before = int(pipe.control[kpipe.CT_GENERATION])
     pipe.set_admission("codel", target_ns=750_000.0)
     pipe.set_strategy(half_spread_ticks=3)
     pipe.set_work(1_500)
-    assert pipe.control[KP.CT_GENERATION] == before + 3
+    assert pipe.control[kpipe.CT_GENERATION] == before + 3
     t0 = time.monotonic()
-    assert wait_for(lambda: pipe.counters[KP.PC_GENERATION] == before + 3, timeout=1.0)
+    assert wait_for(lambda: pipe.counters[kpipe.PC_GENERATION] == before + 3, timeout=1.0)
     assert time.monotonic() - t0 < 1.0
     active = pipe.active
-    assert active[KP.CT_ADMISSION + A.AP_KIND] == A.ADM_CODEL
-    assert active[KP.CT_ADMISSION + A.AP_TARGET_NS] == 750_000.0
-    assert active[KP.CT_STRATEGY_PARAMS + 0] == 3.0  # mm_skew half_spread_ticks
-    assert active[KP.CT_WORK_NS] == 1_500
+    assert active[kpipe.CT_ADMISSION + kadm.AP_KIND] == kadm.ADM_CODEL
+    assert active[kpipe.CT_ADMISSION + kadm.AP_TARGET_NS] == 750_000.0
+    assert active[kpipe.CT_STRATEGY_PARAMS + 0] == 3.0  # mm_skew half_spread_ticks
+    assert active[kpipe.CT_WORK_NS] == 1_500
 
 
 def test_kill_switch_cancels_resting_orders_and_can_be_rearmed(pipe):
     pipe.start()
-    assert wait_for(lambda: pipe.counters[KP.PC_OPEN_ORDERS] > 0)
+    assert wait_for(lambda: pipe.counters[kpipe.PC_OPEN_ORDERS] > 0)
     pipe.set_risk(kill=1)
     assert wait_for(lambda: pipe.totals()["killed"])
-    assert wait_for(lambda: pipe.counters[KP.PC_OPEN_ORDERS] == 0)
+    assert wait_for(lambda: pipe.counters[kpipe.PC_OPEN_ORDERS] == 0)
     orders = pipe.totals()["orders"]
     time.sleep(0.2)
     assert pipe.totals()["orders"] == orders  # no new orders while killed
@@ -99,10 +103,10 @@ def test_kill_switch_cancels_resting_orders_and_can_be_rearmed(pipe):
 
 def test_switching_strategy_cancels_the_old_ones_orders(pipe):
     pipe.start()
-    assert wait_for(lambda: pipe.counters[KP.PC_OPEN_ORDERS] > 0)
+    assert wait_for(lambda: pipe.counters[kpipe.PC_OPEN_ORDERS] > 0)
     cancels = pipe.totals()["cancels"]
     pipe.set_strategy("momentum")
-    assert wait_for(lambda: pipe.counters[KP.PC_GENERATION] == pipe.control[KP.CT_GENERATION])
+    assert wait_for(lambda: pipe.counters[kpipe.PC_GENERATION] == pipe.control[kpipe.CT_GENERATION])
     assert pipe.totals()["cancels"] > cancels
 
 
@@ -187,8 +191,6 @@ def test_histogram_cdf_is_monotone_and_ends_at_one(pipe):
 
 
 def test_simulate_admission_summarises_a_model_queue():
-    from workbench.live import simulate_admission
-
     r = simulate_admission("codel", 2.0, n=20_000)
     assert r["latency_ns"].shape == (20_000,) and 0.3 < r["shed_rate"] < 0.7
     assert r["p99_ns"] <= 1.1 * 200_000
@@ -196,9 +198,56 @@ def test_simulate_admission_summarises_a_model_queue():
         simulate_admission("fifo", 1.0)
 
 
-def test_safe_mode_status_explains_the_restart():
+def _safe_mode_in_a_fresh_python(flag: str | None) -> tuple[str, str]:
+    """What ``safe_mode_status()`` and the kernels report in a new process started with
+    ``WORKBENCH_SAFE=flag`` (unset when None): the flag only counts at start-up."""
+    code = ("import numpy as np\n"
+            "from kernels.jit import kernel\n"
+            "from workbench.live.pipeline import safe_mode_status\n"
+            "@kernel(cache=False)\n"
+            "def read(a, i):\n"
+            "    return a[i]\n"
+            "try:\n"
+            "    read(np.zeros(3), 10)\n"
+            "    checked = 'unchecked'\n"
+            "except IndexError:\n"
+            "    checked = 'bounds-checked'\n"
+            "print(safe_mode_status()['enabled'], checked)\n")
+    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SAFE"}
+    if flag is not None:
+        env["WORKBENCH_SAFE"] = flag
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    enabled, checked = out.stdout.split()
+    return enabled, checked
+
+
+@pytest.mark.parametrize("flag, enabled, checked", [
+    ("1", "True", "bounds-checked"), (None, "False", "unchecked"),
+])
+def test_safe_mode_status_reports_what_the_kernels_do(flag, enabled, checked):
+    """``enabled`` is whether an out-of-range index raises in a kernel of that process,
+    decided by WORKBENCH_SAFE when Python started."""
+    assert _safe_mode_in_a_fresh_python(flag) == (enabled, checked)
+
+
+def test_safe_mode_status_is_this_process_and_explains_the_restart():
+    from kernels.jit import safe_mode_enabled
+
     s = safe_mode_status()
-    assert isinstance(s["enabled"], bool) and "WORKBENCH_SAFE" in s["how"]
+    # read once at import: flipping the variable now changes nothing
+    before = os.environ.get("WORKBENCH_SAFE")
+    os.environ["WORKBENCH_SAFE"] = "0" if s["enabled"] else "1"
+    try:
+        assert safe_mode_status()["enabled"] is s["enabled"]
+    finally:
+        if before is None:
+            del os.environ["WORKBENCH_SAFE"]
+        else:
+            os.environ["WORKBENCH_SAFE"] = before
+    assert s["enabled"] is safe_mode_enabled(dict(os.environ))
+    assert "WORKBENCH_SAFE" in s["how"] and "restart" in s["how"]
 
 
 # ------------------------------------------------------------------------- widgets
@@ -206,25 +255,25 @@ def test_panels_write_the_control_array(pipe):
     from workbench.widgets import AdmissionPanel, HardwarePanel, StrategyPanel
 
     adm, strat, hw = AdmissionPanel(pipe), StrategyPanel(pipe), HardwarePanel(pipe)
-    g = pipe.control[KP.CT_GENERATION]
+    g = pipe.control[kpipe.CT_GENERATION]
     adm.controller.value = "pid"
     adm.target_us.value = 5_000.0
     adm.params["kp"].value = 0.9
-    assert pipe.control[KP.CT_ADMISSION + A.AP_KIND] == A.ADM_PID
-    assert pipe.control[KP.CT_ADMISSION + A.AP_TARGET_NS] == pytest.approx(5_000_000.0)
-    assert pipe.control[KP.CT_ADMISSION + A.AP_KP] == 0.9
+    assert pipe.control[kpipe.CT_ADMISSION + kadm.AP_KIND] == kadm.ADM_PID
+    assert pipe.control[kpipe.CT_ADMISSION + kadm.AP_TARGET_NS] == pytest.approx(5_000_000.0)
+    assert pipe.control[kpipe.CT_ADMISSION + kadm.AP_KP] == 0.9
     strat.strategy.value = "grid_mm"
-    assert pipe.control[KP.CT_STRATEGY] == KP.STRATEGY_NAMES.index("grid_mm")
+    assert pipe.control[kpipe.CT_STRATEGY] == STRATEGIES.id_of("grid_mm")
     assert set(strat.params) == {"levels", "spacing_ticks", "qty", "max_position"}
     strat.params["levels"].value = 5
-    assert pipe.control[KP.CT_STRATEGY_PARAMS + 0] == 5
+    assert pipe.control[kpipe.CT_STRATEGY_PARAMS + 0] == 5
     strat.max_position.value = 700
-    assert pipe.control[KP.CT_RISK + 1] == 700
+    assert pipe.control[kpipe.CT_RISK + 1] == 700
     hw.batch.value = 16
-    assert pipe.control[KP.CT_BATCH] == 16
+    assert pipe.control[kpipe.CT_BATCH] == 16
     hw.consumer_wait.value = "yield"
     assert pipe.config.wait_policy == "yield"
-    assert pipe.control[KP.CT_GENERATION] > g
+    assert pipe.control[kpipe.CT_GENERATION] > g
     adm.params["decrease"].value = -1.0  # invalid: shown, not applied
     assert "decrease" in adm.message.value and pipe.config.admission.get("decrease") is None
 
@@ -244,7 +293,22 @@ def test_monitor_streams_into_bounded_sources(pipe):
     assert "received" in mon.status.value
 
 
-def test_dashboard_runs_and_its_monitor_stops_on_its_own():
+def test_dashboard_runs_until_stopped():
+    from workbench.widgets import dashboard
+
+    board = dashboard(period_s=0.05, **FAST)
+    try:
+        assert board.monitor.duration_s is None
+        assert wait_for(lambda: board.monitor.updates >= 5, timeout=30.0)
+        assert board.pipeline.running and board.monitor.running
+    finally:
+        board.stop()
+    assert not board.monitor.running and not board.pipeline.running
+    assert board.monitor.status.value.endswith("(stopped)")
+    assert pipeline_threads() == []
+
+
+def test_dashboard_with_a_duration_stops_on_its_own():
     from workbench.widgets import dashboard
 
     board = dashboard(duration_s=0.6, period_s=0.1, **FAST)
@@ -268,9 +332,9 @@ def _drive(p, events, max_spins=1_000):
     """Publish ``events`` through the ring and consume them, in the calling thread."""
     done = 0
     while done < events.shape[0]:
-        nxt, _ = KP.feed_publish(p.header, p.slots, events, done, events.shape[0], 0, done, 0, 0,
+        nxt, _ = kpipe.feed_publish(p.header, p.slots, events, done, events.shape[0], 0, done, 0, 0,
                                  0.0, 64, max_spins)
-        KP.run_pipeline(*p._consumer_args(), nxt - done, max_spins)
+        kpipe.run_pipeline(*p._strategy(), *p._consumer_args(), nxt - done, max_spins)
         done = nxt
     return p
 
@@ -288,7 +352,8 @@ def _resting(st, book=0):
 def test_the_book_sees_every_message_whatever_admission_sheds(controller):
     """Ring encoding + consumer vs applying the same events straight to a book: the
     resting orders match exactly, also when admission sheds most messages."""
-    from kernels.book import C_ANON_FALLBACK, allocate_state, apply_batch
+    from kernels.book import apply_batch
+    from kernels.book_state import EC_ANON_FALLBACK, allocate_state
     from kernels.records import FILL, RESULT
     from workbench.data.order_mix import order_mix
 
@@ -297,7 +362,7 @@ def test_the_book_sees_every_message_whatever_admission_sheds(controller):
                  admission={"rate": 1.0, "burst": 1.0}, price_levels=8192)
     _drive(p, events)
     reference = allocate_state(1, p.config.book_capacity, 8192, [100])
-    reference.counters[C_ANON_FALLBACK] = 0
+    reference.counters[EC_ANON_FALLBACK] = 0
     apply_batch(reference, events, np.zeros(8192, dtype=FILL), np.zeros(len(events), dtype=RESULT), 0)
     got, want = _resting(p.book), _resting(reference)
     for field in ("order_id", "price", "qty", "side"):  # in priority order; ts is the feed clock
@@ -311,7 +376,7 @@ def test_the_book_sees_every_message_whatever_admission_sheds(controller):
 def test_own_order_bookkeeping_matches_the_book():
     """What the strategy believes rests (its LIVE table, open quantities) is what the
     book holds under its ids, and its position is the net of its fills."""
-    from kernels.backtest import OS_FREE, STRATEGY_ID_BASE
+    from kernels.records import OS_FREE, STRATEGY_ID_BASE
 
     p = Pipeline(rate=None, strategy="grid_mm", work_ns=0.0, wait_policy="sleep",
                  strategy_params={"levels": 3, "qty": 100, "max_position": 10_000})
@@ -322,7 +387,7 @@ def test_own_order_bookkeeping_matches_the_book():
     own = own[own["order_id"] >= STRATEGY_ID_BASE]
     live = p.orders[p.orders["state"] != OS_FREE]
     assert sorted(own["order_id"]) == sorted(live["order_id"])
-    assert p.counters[KP.PC_OPEN_ORDERS] == len(live)
+    assert p.counters[kpipe.PC_OPEN_ORDERS] == len(live)
     leaves = {int(o["order_id"]): int(o["qty"]) for o in own}
     assert all(leaves[int(o["order_id"])] == o["leaves"] for o in live)
     c = p.ctx[0]

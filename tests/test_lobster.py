@@ -11,15 +11,16 @@ import pytest
 
 from kernels import records as R
 from tests.conftest import REPO, shared_path
-from workbench.data import lobster as L
-from workbench.lobster_check import initial_row, lobster_check
+from workbench.data import lobster
+from workbench.data.lobster import initial_row
+from workbench.lobster_check import lobster_check
 
 AMZN = ("AMZN_2012-06-21_34200000_57600000_message_1.csv", "AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")
 AAPL = ("AAPL_2012-06-21_message_50_first_hour.csv", "AAPL_2012-06-21_orderbook_level1_first_hour.csv")
 
 
 def test_messages_schema_and_exact_timestamps():
-    messages = L.read_messages(shared_path("lobster", AMZN[0]))
+    messages = lobster.read_messages(shared_path("lobster", AMZN[0]))
     assert messages.schema == {"time_s": pl.Float64, "ts": pl.Int64, "kind": pl.Int8, "order_id": pl.Int64,
                                "size": pl.Int64, "price": pl.Int64, "direction": pl.Int8}
     assert messages.height == 57_515
@@ -30,8 +31,8 @@ def test_messages_schema_and_exact_timestamps():
 
 
 def test_events_carry_kind_side_and_price_units():
-    messages = L.read_messages(shared_path("lobster", AMZN[0]))
-    events = L.to_events(messages, symbol=3)
+    messages = lobster.read_messages(shared_path("lobster", AMZN[0]))
+    events = lobster.to_events(messages, symbol=3)
     assert events.dtype == R.EVENT and len(events) == messages.height
     assert (events["symbol"] == 3).all()
     assert np.array_equal(events["kind"], messages["kind"].to_numpy())
@@ -41,19 +42,19 @@ def test_events_carry_kind_side_and_price_units():
 
 
 def test_orderbook_columns_and_filename():
-    book = L.read_orderbook(shared_path("lobster", AMZN[1]))
+    book = lobster.read_orderbook(shared_path("lobster", AMZN[1]))
     assert book.columns == ["ask_price_1", "ask_size_1", "bid_price_1", "bid_size_1"]
-    info = L.parse_filename(AMZN[0])
+    info = lobster.parse_filename(AMZN[0])
     assert (info.ticker, info.level, info.start_ms, info.end_ms) == ("AMZN", 1, 34_200_000, 57_600_000)
     with pytest.raises(ValueError, match="not named like a LOBSTER file"):
-        L.parse_filename("prices.csv")
+        lobster.parse_filename("prices.csv")
 
 
 def test_bad_message_rows_are_reported(tmp_path):
     path = tmp_path / "X_2012-06-21_message_1.csv"
     path.write_text("34200.1,1,1,10,100000,1\n34200.2,9,2,10,100000,1\n")
     with pytest.raises(ValueError, match="kind=9"):
-        L.read_messages(path)
+        lobster.read_messages(path)
 
 
 def test_initial_row_undoes_the_first_message():
@@ -61,7 +62,7 @@ def test_initial_row_undoes_the_first_message():
     add = np.zeros(1, R.EVENT)[0]
     add["kind"], add["side"], add["price"], add["qty"] = R.EV_ADD, R.BUY, 2_238_100, 21
     # the first message added the whole best bid: before it, the bid side is unknown/empty
-    assert initial_row(row, add, 1).tolist() == [2_239_500, 100, L.EMPTY_BID_PRICE, 0]
+    assert initial_row(row, add, 1).tolist() == [2_239_500, 100, lobster.EMPTY_BID_PRICE, 0]
     cancel = add.copy()
     cancel["kind"], cancel["qty"] = R.EV_DELETE, 5
     assert initial_row(row, cancel, 1).tolist() == [2_239_500, 100, 2_238_100, 26]

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from html import escape as html_escape
 
 import numpy as np
 
@@ -44,11 +46,47 @@ def test_mix_gives_the_same_fills_as_the_reference_book():
     assert [tuple(int(f[k]) for k in ("maker_id", "taker_id", "price", "qty")) for f in fills] == ref_fills
 
 
-def test_demo_prints_throughput_latency_and_book():
-    out = subprocess.run([sys.executable, "-m", "workbench", "demo", "--orders", "50000", "--no-progress"],
+def _number(text):
+    return float(text.replace(",", ""))
+
+
+def test_demo_prints_what_the_reference_book_computes(tmp_path):
+    n, seed = 50_000, 42
+    out = subprocess.run([sys.executable, "-m", "workbench", "demo", "--orders", str(n),
+                          "--seed", str(seed), "--no-progress",
+                          "--report", str(tmp_path / "report.html")],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert "orders 50,000" in out and "rejects 0" in out
-    assert "orders/s" in out and "p99.9" in out and "best bid" in out
+    # the same seeded flow through the plain-Python reference book
+    settings = MixSettings()
+    ref = ReferenceBook(tick=round(settings.tick_size * settings.price_scale))
+    n_fills = rejects = 0
+    for e in order_mix(n, seed=seed, settings=settings):
+        r = ref.apply(int(e["kind"]), int(e["order_id"]), int(e["side"]), int(e["price"]),
+                      int(e["qty"]), int(e["order_type"]), int(e["tif"]), int(e["ts"]))
+        n_fills += len(r.fills)
+        rejects += r.reason != 0
+    counts = re.search(r"orders ([\d,]+)\s+fills ([\d,]+)\s+rejects ([\d,]+)", out)
+    assert counts, out
+    assert [_number(g) for g in counts.groups()] == [n, n_fills, rejects]
+    resting = re.search(r"book: ([\d,]+) resting orders", out)
+    assert _number(resting.group(1)) == len(ref.resting())
+    # the printed top of book, level by level: price (currency), quantity, order count
+    scale = settings.price_scale
+    shown = re.findall(r"bid\s+([\d.]+)\s+(\d+)\s+(\d+)\s+\|\s+ask\s+([\d.]+)\s+(\d+)\s+(\d+)", out)
+    bids, asks = ref.levels(R.BUY)[:5], ref.levels(R.SELL)[:5]
+    assert len(shown) == min(len(bids), len(asks)) == 5
+    for row, bid, ask in zip(shown, bids, asks):
+        assert (round(_number(row[0]) * scale), int(row[1]), int(row[2])) == tuple(bid)
+        assert (round(_number(row[3]) * scale), int(row[4]), int(row[5])) == tuple(ask)
+    # percentiles are printed in order, and throughput figures are positive numbers
+    lat = re.search(r"p50 ([\d,]+) ns\s+p90 ([\d,]+) ns\s+p99 ([\d,]+) ns\s+p99.9 ([\d,]+) ns", out)
+    p = [_number(g) for g in lat.groups()]
+    assert 0 < p[0] <= p[1] <= p[2] <= p[3]
+    rates = re.findall(r"([\d,]+) orders/s", out)
+    assert len(rates) == 2 and all(_number(r) > 0 for r in rates)
+    # the backtest part wrote its report, with the summary line it printed
+    summary = next(line for line in out.splitlines() if line.startswith("P&L "))
+    assert html_escape(summary) in (tmp_path / "report.html").read_text()
 
 
 def test_bench_book_quick_reports_every_key():

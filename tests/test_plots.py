@@ -159,3 +159,33 @@ def test_lobster_match_plot_rejects_bad_arguments(tmp_path):
         lobster_match_plot(check, window=0)
     with pytest.raises(ValueError, match="max_points=1"):
         lobster_match_plot(check, max_points=1)
+
+
+def test_admission_figures_draw_the_runs_as_the_workbench_gives_them():
+    import polars as pl
+    from bokeh.models import GlyphRenderer
+
+    from workbench.live.overload import admitted_latency_trace, simulate_admission
+    from workbench.plots import overload_figure, trace_figure
+
+    runs = [simulate_admission(c, 2.0, n=3_000) for c in ("codel", "pid")]
+    fig = trace_figure(runs, 200_000.0, every=7)
+    json_item(fig)
+    drawn = [(list(r.data_source.data["x"]), list(r.data_source.data["y"]))
+             for r in fig.select({"type": GlyphRenderer})]
+    assert len(drawn) == 2
+    for run in runs:
+        points = admitted_latency_trace(run, every=7)
+        assert (list(points["t_ms"]), list(points["latency_ns"])) in drawn
+        assert points["t_ms"][0] == 0.0
+        assert len(points["t_ms"]) == -(-(run["admitted"] == 1).sum() // 7)
+
+    frame = pl.DataFrame({"controller": ["pid", "pid", "none"], "load": [2.0, 0.5, 1.0],
+                          "p99_ns": [9.0, 5.0, 7.0], "goodput_ratio": [0.8, 0.5, 0.9]})
+    layout = overload_figure(frame, 5.0)
+    json_item(layout)
+    p99, goodput = layout.children
+    drawn = [(list(r.data_source.data["x"]), list(r.data_source.data["y"]))
+             for r in p99.select({"type": GlyphRenderer})]
+    assert sorted(drawn) == sorted([([0.5, 2.0], [5.0, 9.0])] * 2 + [([1.0], [7.0])] * 2)
+    assert len(goodput.select({"type": GlyphRenderer})) == 4  # line + points per controller

@@ -1,4 +1,5 @@
-"""workbench.queues across processes: stress, dead peers, back-pressure, cleanup."""
+"""workbench.queues and workbench.ring_harness across processes: stress, dead peers,
+back-pressure, cleanup."""
 from __future__ import annotations
 
 import os
@@ -9,10 +10,11 @@ import time
 import numpy as np
 import pytest
 
+from kernels import ring as kr
 from kernels.records import MESSAGE
-from workbench.queues import (PeerDeadError, Ring, RingError, SharedRing, leftover_segments,
-                              receive_sequence, send_sequence, start_consumer_process,
-                              start_producer_process)
+from workbench.queues import PeerDeadError, Ring, RingError, SharedRing, leftover_segments
+from workbench.ring_harness import (receive_sequence, send_sequence, start_consumer_process,
+                                    start_producer_process)
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +113,19 @@ def test_stale_heartbeat_is_a_dead_peer_and_finish_is_not():
     assert time.monotonic() - start < 2.0
     ring.finish()
     assert ring.get(timeout=10).shape[0] == 0  # finished and drained: end of stream
+
+
+def test_views_and_peer_checks_are_the_public_surface_of_a_ring():
+    ring = Ring(8)
+    header, slots = ring.views()
+    assert header[kr.H_CAPACITY] == 8 and slots.shape == (8,) and slots.dtype == MESSAGE
+    batch = np.zeros(2, dtype=MESSAGE)
+    batch["seq"] = [4, 5]
+    ring.put(batch)
+    assert slots["seq"][:2].tolist() == [4, 5]  # the kernels wrote into these very arrays
+    ring.check_peer("producer")  # this process, alive: nothing to report
+    with pytest.raises(ValueError, match="role"):
+        ring.check_peer("writer")
+    ring.close()
+    with pytest.raises(RingError, match="closed"):
+        ring.views()

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from kernels import ring as kr
 from kernels.records import MESSAGE
-from workbench.queues import Ring, receive_sequence, send_sequence, start_producer_thread
+from workbench.queues import Ring
+from workbench.ring_harness import receive_sequence, send_sequence, start_producer_thread
 
 
 def _numpy_ring(capacity, dtype=MESSAGE):

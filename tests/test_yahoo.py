@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import shared_path
 from workbench.data import yahoo
 from workbench.data.cache import ParquetCache
-from workbench.data.yahoo import BAR_SCHEMA, MissingDataError, load_bars, recorded_session
+from workbench.data.bars import BAR_SCHEMA
+from workbench.data.yahoo import MissingDataError, load_bars, recorded_session
 
 NOW = datetime(2020, 12, 1, tzinfo=timezone.utc)
 

@@ -27,8 +27,8 @@ _EXPORTS = {
     # backtesting and the live pipeline
     "Backtest": "workbench.backtest", "BacktestResult": "workbench.backtest",
     "sweep": "workbench.backtest", "run_demo": "workbench.backtest",
-    "Pipeline": "workbench.live", "overload_sweep": "workbench.live",
-    "simulate_admission": "workbench.live", "dashboard": "workbench.widgets",
+    "Pipeline": "workbench.live.pipeline", "overload_sweep": "workbench.live.overload",
+    "simulate_admission": "workbench.live.overload", "dashboard": "workbench.widgets",
     # latency, queues, hardware
     "LatencyRecorder": "workbench.latency",
     "Ring": "workbench.queues", "SharedRing": "workbench.queues",

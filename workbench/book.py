@@ -1,7 +1,7 @@
 """Pythonic order books over the Numba matching kernels: ``Engine`` and ``OrderBook``.
 
 ``Engine(symbols=[...])`` holds many books in one set of preallocated arrays
-(``kernels.book.BookState``); ``OrderBook(symbol)`` is the one-symbol version with the
+(``kernels.book_state.BookState``); ``OrderBook(symbol)`` is the one-symbol version with the
 same methods minus the symbol argument. This layer validates every argument and
 raises ``ValueError`` naming the field; the kernels then only see valid data and answer
 with a status and a reject reason, never an exception.
@@ -27,9 +27,12 @@ import numba
 import numpy as np
 import polars as pl
 
-from kernels import book as K
+from kernels import book as kbook
+from kernels import book_state
+from kernels.state_views import engine_context
 from kernels import records as R
 
+from .data.prices import PRICE_SCALE
 from .enums import EventKind, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
 __all__ = ["Engine", "OrderBook", "OrderResult", "BatchResult", "make_events"]
@@ -128,9 +131,9 @@ class _Books:
             raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots")
         price_levels = _positive_int(price_levels, "price_levels")
         if (price_levels & (price_levels - 1) or not
-                K.MIN_PRICE_LEVELS <= price_levels <= K.MAX_PRICE_LEVELS):
+                book_state.MIN_PRICE_LEVELS <= price_levels <= book_state.MAX_PRICE_LEVELS):
             raise ValueError(f"price_levels={price_levels} must be a power of two in "
-                             f"[{K.MIN_PRICE_LEVELS}, {K.MAX_PRICE_LEVELS}]")
+                             f"[{book_state.MIN_PRICE_LEVELS}, {book_state.MAX_PRICE_LEVELS}]")
         ticks = tick_size if isinstance(tick_size, Mapping) else {s: tick_size for s in symbols}
         unknown = set(ticks) - set(symbols)
         if unknown:
@@ -142,8 +145,8 @@ class _Books:
         self._tick_units_list = tick_units
         self._capacity = capacity
         self._price_levels = price_levels
-        self.state = K.allocate_state(len(symbols), capacity, price_levels, tick_units)
-        self.state.counters[K.C_ANON_FALLBACK] = 1 if anonymous_fallback else 0
+        self.state = book_state.allocate_state(len(symbols), capacity, price_levels, tick_units)
+        self.state.counters[book_state.EC_ANON_FALLBACK] = 1 if anonymous_fallback else 0
         self._record_fills = bool(record_fills)
         self._fill_log: list[np.ndarray] = []
         self._next_id = 1
@@ -164,18 +167,19 @@ class _Books:
     def _set_scratch(self, size: int) -> None:
         """(Re)build the fills scratch buffer and the single-call context over it."""
         self._scratch = np.zeros(size, dtype=R.FILL)
-        self._ctx_array = K.state_context(self.state, self._scratch)  # kept alive: the kernel reads it
+        # kept alive: the kernel reads it
+        self._ctx_array = engine_context(book_state.EngineState(self.state, self._scratch))
         self._ctx = int(self._ctx_array.ctypes.data)
         warm = (self._ctx, 0, 0, 0, 0, -1, 0, 0, 0, 0)  # book -1: a reject that changes nothing
         saved = self.state.counters.copy()
-        K.apply_one(*warm)
+        kbook.apply_one(*warm)
         self.state.counters[:] = saved
         try:
             # The compiled entry point skips the dispatcher's type resolution (~70 ns a call).
             key = tuple(numba.typeof(a) for a in warm)
-            self._apply_one = K.apply_one.overloads[key].entry_point
+            self._apply_one = kbook.apply_one.overloads[key].entry_point
         except (KeyError, AttributeError):
-            self._apply_one = K.apply_one
+            self._apply_one = kbook.apply_one
 
     # ------------------------------------------------------------------- conversions
     @property
@@ -327,7 +331,7 @@ class _Books:
                 raise ValueError(f"results_out has {len(results_out)} slots for {len(events)} events")
         if not 0 <= start <= len(events):
             raise ValueError(f"start={start} outside 0..{len(events)}")
-        nxt, nf = K.apply_batch(self.state, events, fills_out, results_out, start)
+        nxt, nf = kbook.apply_batch(self.state, events, fills_out, results_out, start)
         return int(nxt), int(nf)
 
     def submit_many(self, events: np.ndarray) -> BatchResult:
@@ -338,7 +342,7 @@ class _Books:
         buffer = np.empty(max(1024, min(len(events) * 2, 1 << 20)), dtype=R.FILL)
         start = 0
         while True:
-            nxt, nf = K.apply_batch(self.state, events, buffer, results, start)
+            nxt, nf = kbook.apply_batch(self.state, events, buffer, results, start)
             if nf:
                 chunks.append(buffer[:nf].copy())
             if nxt >= len(events):
@@ -372,7 +376,7 @@ class _Books:
         prices = np.empty(n, np.int64)
         qty = np.empty(n, np.int64)
         count = np.empty(n, np.int64)
-        k = K.top_levels(self.state, book, side, prices, qty, count)
+        k = kbook.top_levels(self.state, book, side, prices, qty, count)
         scale = self._price_scale
         return [(int(prices[i]) / scale, int(qty[i]), int(count[i])) for i in range(k)]
 
@@ -394,7 +398,7 @@ class _Books:
     def _orders(self, book) -> pl.DataFrame:
         b = self.state.books[book]
         out = np.zeros(int(b["orders"].sum()), dtype=R.ORDER)
-        k = K.resting_orders(self.state, book, out)
+        k = kbook.resting_orders(self.state, book, out)
         out = out[:k]
         return pl.DataFrame({
             "order_id": out["order_id"], "side": np.where(out["side"] == R.BUY, "buy", "sell"),
@@ -403,7 +407,7 @@ class _Books:
         })
 
     def _queue_position(self, book, order_id) -> tuple[int, int] | None:
-        qty_ahead, n_ahead = K.queue_position(self.state, book, _positive_int(order_id, "order_id"))
+        qty_ahead, n_ahead = kbook.queue_position(self.state, book, _positive_int(order_id, "order_id"))
         return None if qty_ahead < 0 else (int(qty_ahead), int(n_ahead))
 
     def fills(self) -> pl.DataFrame:
@@ -420,11 +424,11 @@ class _Books:
     def stats(self) -> dict:
         """Engine counters: events, fills, live orders and rejects by reason."""
         c = self.state.counters
-        rejects = {R.REJECT_REASON_NAMES[i]: int(c[K.C_REJECTS + i])
-                   for i in range(R.N_REJECT_REASONS) if c[K.C_REJECTS + i]}
-        return {"events": int(c[K.C_EVENTS]), "fills": int(c[K.C_FILLS]),
-                "live_orders": int(c[K.C_LIVE]), "capacity": self._capacity,
-                "rejects": rejects, "output_full_pauses": int(c[K.C_OUTPUT_FULL])}
+        rejects = {R.REJECT_REASON_NAMES[i]: int(c[book_state.EC_REJECTS + i])
+                   for i in range(R.N_REJECT_REASONS) if c[book_state.EC_REJECTS + i]}
+        return {"events": int(c[book_state.EC_EVENTS]), "fills": int(c[book_state.EC_FILLS]),
+                "live_orders": int(c[book_state.EC_LIVE]), "capacity": self._capacity,
+                "rejects": rejects, "output_full_pauses": int(c[book_state.EC_OUTPUT_FULL])}
 
 
 _NO_RESULTS = np.zeros(0, dtype=R.RESULT)
@@ -439,7 +443,7 @@ class Engine(_Books):
     """
 
     def __init__(self, symbols: Sequence[str] = ("SYM",), tick_size: float | Mapping[str, float] = 0.01,
-                 price_scale: int = 10_000, capacity: int = 100_000, price_levels: int = 65_536,
+                 price_scale: int = PRICE_SCALE, capacity: int = 100_000, price_levels: int = 65_536,
                  anonymous_fallback: bool = False, record_fills: bool = True):
         super().__init__(symbols, tick_size, price_scale, capacity, price_levels,
                          anonymous_fallback, record_fills)
@@ -526,7 +530,7 @@ class OrderBook(_Books):
     """
 
     def __init__(self, symbol: str = "SYM", tick_size: float = 0.01, capacity: int = 100_000,
-                 price_scale: int = 10_000, price_levels: int = 65_536,
+                 price_scale: int = PRICE_SCALE, price_levels: int = 65_536,
                  anonymous_fallback: bool = False, record_fills: bool = True):
         super().__init__([symbol], tick_size, price_scale, capacity, price_levels,
                          anonymous_fallback, record_fills)

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from kernels import book as K
+from kernels import book as kbook
 from kernels import records as R
 
 from .book import OrderBook
@@ -39,7 +39,7 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
 
     book = new_book()
     fills = np.zeros(len(events) + 16, dtype=R.FILL)
-    K.apply_batch(new_book().state, events[:1000], fills, np.zeros(0, R.RESULT), 0)  # load compiled code
+    kbook.apply_batch(new_book().state, events[:1000], fills, np.zeros(0, R.RESULT), 0)  # load compiled code
     results = np.zeros(len(events), dtype=R.RESULT)
     start = time.perf_counter()
     applied, n_fills = book.apply(events, fills, results)
@@ -47,7 +47,7 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
     step_done()
 
     latency = np.zeros(len(events), dtype=np.int64)
-    K.apply_batch_discard_fills(new_book().state, events, fills, latency)
+    kbook.apply_batch_discard_fills(new_book().state, events, fills, latency)
     recorder = LatencyRecorder("in-kernel per order")
     recorder.record_many(latency)
     step_done()

@@ -3,8 +3,11 @@
 Owns ``LatencyRecorder`` (a named wrapper over the ``kernels.histogram`` array:
 record single values, arrays, or the duration of a ``with`` block; merge; exact
 count/mean/max and percentiles within the configured precision), ``report()`` and
-``percentile_table()`` as polars DataFrames, the bokeh percentile plot builder, and
-``clock_info()``: which clock the kernels read and what it costs, measured here.
+``percentile_table()`` as polars DataFrames, the bokeh percentile plot builder,
+``clock_info()``: which clock the kernels read and what it costs, measured here, and
+the helpers over raw ``kernels.histogram`` arrays (``histogram_percentiles``,
+``histogram_cdf``, ``histogram_delta``, ``histogram_count_within``) that the live
+pipeline's views use. ``PERCENTILES`` is the one percentile set every report shows.
 """
 from __future__ import annotations
 
@@ -18,9 +21,11 @@ import polars as pl
 from kernels import histogram as kh
 
 __all__ = ["LatencyRecorder", "report", "percentile_table", "percentile_plot", "clock_info",
-           "REPORT_PERCENTILES"]
+           "PERCENTILES", "REPORT_PERCENTILES", "histogram_percentiles", "histogram_cdf",
+           "histogram_delta", "histogram_count_within"]
 
-REPORT_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99.9": 99.9}
+PERCENTILES = (50.0, 90.0, 99.0, 99.9)   # the percentiles every latency report shows
+REPORT_PERCENTILES = {f"p{q:g}": q for q in PERCENTILES}
 # Percentiles drawn on the plot: 0, 50, 75, 87.5, ... (each step halves what is left).
 _PLOT_PERCENTILES = np.array([100.0 * (1.0 - 0.5 ** k) for k in range(0, 21)] + [100.0])
 
@@ -208,3 +213,39 @@ def clock_info(n_calls: int = 100_000, calibration_ms: float = 20.0) -> pl.DataF
         ("cycles (rdtsc)", "tsc_ghz", ticks_per_ns),
     ]
     return pl.DataFrame(rows, schema={"clock": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64}, orient="row")
+
+
+# ------------------------------------------------------- raw histogram arrays
+def histogram_percentiles(h: np.ndarray, qs: Iterable[float] = PERCENTILES) -> dict:
+    """{q: value_ns} of a ``kernels.histogram`` array (0 when it is empty)."""
+    return {q: int(kh.percentile(h, float(q))) for q in qs}
+
+
+def histogram_cdf(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(latency_ns, cumulative fraction) at every non-empty bucket's upper bound."""
+    counts = h[kh.HIST_HEADER_WORDS:]
+    nz = np.nonzero(counts)[0]
+    if nz.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    _, high = kh.bucket_bounds(h)
+    cum = np.cumsum(counts[nz]).astype(np.float64)
+    return high[nz], cum / cum[-1]
+
+
+def histogram_delta(new: np.ndarray, old: np.ndarray | None) -> np.ndarray:
+    """Histogram of what was recorded between two copies of a cumulative one (a copy
+    of ``new`` when ``old`` is None)."""
+    d = new.copy()
+    if old is not None:
+        d[kh.HIST_HEADER_WORDS:] -= old[kh.HIST_HEADER_WORDS:]
+    # Copies taken while the consumer records can be torn by a count or two:
+    # trust the buckets, rebuild the header from them.
+    np.maximum(d[kh.HIST_HEADER_WORDS:], 0, out=d[kh.HIST_HEADER_WORDS:])
+    d[kh.HP_COUNT] = d[kh.HIST_HEADER_WORDS:].sum()
+    return d
+
+
+def histogram_count_within(h: np.ndarray, limit_ns: float) -> int:
+    """Recordings at or below ``limit_ns`` (bucket resolution)."""
+    _, high = kh.bucket_bounds(h)
+    return int(h[kh.HIST_HEADER_WORDS:][high <= limit_ns].sum())

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels import book as K
 from kernels import records as R
-from kernels import replay_check as RC
+from kernels import replay_check as kreplay
 
 from .book import Engine
-from .data import lobster as L
+from .data import lobster
+from .data.prices import PRICE_SCALE
 
 
 @dataclass
@@ -65,61 +65,16 @@ class LobsterCheck:
         return out
 
 
-def initial_row(first_row: np.ndarray, first_event: np.void, n_levels: int) -> np.ndarray:
-    """The book as it stood before the first message: the first orderbook row with
-    that message's effect undone (an add removed, a cancel/execution put back)."""
-    kind = int(first_event["kind"])
-    side = int(first_event["side"])
-    price = int(first_event["price"])
-    size = int(first_event["qty"])
-    book = {R.SELL: [], R.BUY: []}
-    for j in range(n_levels):
-        ask_p, ask_q, bid_p, bid_q = (int(x) for x in first_row[4 * j: 4 * j + 4])
-        if ask_q > 0:
-            book[R.SELL].append([ask_p, ask_q])
-        if bid_q > 0:
-            book[R.BUY].append([bid_p, bid_q])
-    levels = book[side] if side in book else []
-    at = next((lv for lv in levels if lv[0] == price), None)
-    if kind == R.EV_ADD and at is not None:
-        at[1] -= size
-    elif kind in (R.EV_CANCEL, R.EV_DELETE, R.EV_EXECUTE):
-        if at is not None:
-            at[1] += size
-        else:
-            levels.append([price, size])
-    for s in book:
-        kept = [lv for lv in book[s] if lv[1] > 0]
-        kept.sort(key=lambda lv: lv[0], reverse=(s == R.BUY))
-        book[s] = kept[:n_levels]
-    row = np.zeros(4 * n_levels, dtype=np.int64)
-    for j in range(n_levels):
-        ask = book[R.SELL][j] if j < len(book[R.SELL]) else (L.EMPTY_ASK_PRICE, 0)
-        bid = book[R.BUY][j] if j < len(book[R.BUY]) else (L.EMPTY_BID_PRICE, 0)
-        row[4 * j: 4 * j + 4] = (ask[0], ask[1], bid[0], bid[1])
-    return row
-
-
-def _price_levels_for(events: np.ndarray, tick_units: int) -> int:
-    """A ladder wide enough for twice the file's price range, as a power of two."""
-    priced = events["price"][(events["kind"] != R.EV_HALT) & (events["price"] > 0)]
-    span = int((priced.max() - priced.min()) // tick_units) if len(priced) else 0
-    width = K.MIN_PRICE_LEVELS
-    while width < 2 * span + 1024 and width < K.MAX_PRICE_LEVELS:
-        width *= 2
-    return width
-
-
 def prepare_replay(events: np.ndarray, rows: np.ndarray, symbol: str = "LOBSTER",
                    capacity: int = 1_000_000) -> Engine:
     """An engine holding the book as it stood before ``events[0]`` (the first orderbook
     row with the first message undone, as anonymous volume), ready to replay ``events``."""
-    tick_units = L.TICK_UNITS
-    engine = Engine(symbols=[symbol], tick_size=tick_units / L.PRICE_SCALE, price_scale=L.PRICE_SCALE,
-                    capacity=capacity, price_levels=_price_levels_for(events, tick_units),
+    tick_units = lobster.TICK_UNITS
+    engine = Engine(symbols=[symbol], tick_size=tick_units / PRICE_SCALE, price_scale=PRICE_SCALE,
+                    capacity=capacity, price_levels=lobster.price_levels_for(events, tick_units),
                     anonymous_fallback=True, record_fills=False)
     n_levels = rows.shape[1] // 4
-    RC.resync_top(engine.state, 0, initial_row(rows[0], events[0], n_levels), n_levels,
+    kreplay.resync_top(engine.state, 0, lobster.initial_row(rows[0], events[0], n_levels), n_levels,
                   int(events[0]["ts"]))
     return engine
 
@@ -127,17 +82,17 @@ def prepare_replay(events: np.ndarray, rows: np.ndarray, symbol: str = "LOBSTER"
 def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, levels: int | None = None,
                   capacity: int = 1_000_000, progress: bool = False, chunk: int = 250_000) -> LobsterCheck:
     """Replay ``messages_path`` and compare with ``orderbook_path`` after every message."""
-    messages = L.read_messages(messages_path)
-    orderbook = L.read_orderbook(orderbook_path, levels=levels)
+    messages = lobster.read_messages(messages_path)
+    orderbook = lobster.read_orderbook(orderbook_path, levels=levels)
     if messages.height != orderbook.height:
         raise ValueError(f"{messages_path} has {messages.height} rows but {orderbook_path} has "
                          f"{orderbook.height}; LOBSTER files are row-aligned")
     if messages.height == 0:
         raise ValueError(f"{messages_path} is empty")
-    events = L.to_events(messages)
-    rows = L.orderbook_array(orderbook)
+    events = lobster.to_events(messages)
+    rows = lobster.orderbook_array(orderbook)
     n_levels = rows.shape[1] // 4
-    symbol = L.parse_filename(messages_path).ticker if _named(messages_path) else "LOBSTER"
+    symbol = lobster.parse_filename(messages_path).ticker if _named(messages_path) else "LOBSTER"
     engine = prepare_replay(events, rows, symbol, capacity)
     st = engine.state
     scratch = np.zeros(capacity, dtype=R.FILL)
@@ -148,13 +103,13 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(events), unit="msg", desc=f"lobster-check {symbol}")
-    RC.replay_and_compare(st, 0, events, rows, 0, 0, scratch, flags)  # compile / load first
+    kreplay.replay_and_compare(st, 0, events, rows, 0, 0, scratch, flags)  # compile / load first
     matched = resyncs = 0
     started = time.perf_counter()
     position = 0
     while position < len(events):
         stop = min(position + chunk, len(events))
-        m, r, u, reached = RC.replay_and_compare(st, 0, events, rows, position, stop, scratch, flags)
+        m, r, u, reached = kreplay.replay_and_compare(st, 0, events, rows, position, stop, scratch, flags)
         matched, resyncs, unrepresented = matched + int(m), resyncs + int(r), unrepresented + int(u)
         if reached != stop:
             raise RuntimeError(f"fills scratch too small at message {reached}")  # sized to capacity
@@ -175,7 +130,7 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
 
 def _named(path) -> bool:
     try:
-        L.parse_filename(path)
+        lobster.parse_filename(path)
         return True
     except ValueError:
         return False

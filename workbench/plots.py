@@ -1,21 +1,26 @@
-"""Bokeh plots of order books and replays: depth chart, price ladder, LOBSTER match rate.
+"""Bokeh plots of order books, replays and admission control: depth chart, price ladder,
+LOBSTER match rate, controller traces and overload sweeps.
 
-This module owns the *pictures* of the book. Following the product rule, the builders
-compute nothing about the market themselves: they ask the workbench objects
-(``OrderBook.depth``, ``Engine.depth``, ``LobsterCheck.rolling_match_rate``) or the
-one table function here (``depth_table``) for the numbers and put them, as they come,
-into ``ColumnDataSource``s. Every glyph that shows book data has a ``name``
+This module owns the *pictures* of the book and of the live pipeline's overload
+results. Following the product rule, the builders compute nothing themselves: they
+ask the workbench objects (``OrderBook.depth``, ``Engine.depth``,
+``LobsterCheck.rolling_match_rate``, ``workbench.live.overload``'s runs and frames)
+or the one table function here (``depth_table``) for the numbers and put them, as
+they come, into ``ColumnDataSource``s. Every glyph that shows book data has a ``name``
 (``"bid_depth"``, ``"ask_depth"``, ``"bid_ladder"``, ``"ask_ladder"``,
 ``"match_rate"``), so tests and callers can find its source with
 ``fig.select({"name": ...})``.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import polars as pl
 
 from .book import Engine, OrderBook
 
-__all__ = ["depth_table", "depth_chart", "ladder_figure", "lobster_match_plot"]
+__all__ = ["depth_table", "depth_chart", "ladder_figure", "lobster_match_plot", "trace_figure",
+           "overload_figure"]
 
 BID_COLOR = "#2ca02c"
 ASK_COLOR = "#d62728"
@@ -158,3 +163,51 @@ def lobster_match_plot(check, window: int = 1000, *, max_points: int = 4000, wid
                         line_color="gray"))
     fig.y_range.end = 101
     return fig
+
+
+# ------------------------------------------------------------ admission control
+def trace_figure(runs: Iterable[dict], target_ns: float, every: int = 50):
+    """Bokeh: admitted messages' latency along the trace for each
+    ``workbench.live.overload.simulate_admission`` run (every ``every``-th message, for a
+    light plot: ``admitted_latency_trace``)."""
+    from bokeh.models import Span
+    from bokeh.palettes import Category10
+    from bokeh.plotting import figure
+
+    from workbench.live.overload import admitted_latency_trace
+
+    f = figure(title="end-to-end latency of admitted messages (model queue)", y_axis_type="log",
+               x_axis_label="time (ms)", y_axis_label="latency (ns)", width=760, height=320)
+    for run, color in zip(runs, Category10[10]):
+        points = admitted_latency_trace(run, every)
+        f.line(points["t_ms"], points["latency_ns"], color=color,
+               legend_label=f"{run['controller']} x{run['load']:g}")
+    f.add_layout(Span(location=target_ns, dimension="width", line_dash="dashed", line_color="black"))
+    f.legend.location = "top_left"
+    return f
+
+
+def overload_figure(frame, target_ns: float):
+    """Bokeh: p99 and goodput against load, one line per controller, from
+    ``workbench.live.overload.overload_sweep``'s frame."""
+    from bokeh.layouts import row
+    from bokeh.models import Span
+    from bokeh.palettes import Category10
+    from bokeh.plotting import figure
+
+    f1 = figure(title="p99 end to end vs load", y_axis_type="log", x_axis_label="load (x capacity)",
+                y_axis_label="ns", width=420, height=320)
+    f2 = figure(title="goodput (within 1.1x target) / capacity", x_axis_label="load (x capacity)",
+                width=420, height=320)
+    for name, color in zip(frame["controller"].unique(maintain_order=True), Category10[10]):
+        part = frame.filter(frame["controller"] == name).sort("load")
+        x = part["load"].to_list()
+        f1.line(x, part["p99_ns"].to_list(), color=color, legend_label=name)
+        f1.scatter(x, part["p99_ns"].to_list(), color=color)
+        f2.line(x, part["goodput_ratio"].to_list(), color=color, legend_label=name)
+        f2.scatter(x, part["goodput_ratio"].to_list(), color=color)
+    f1.add_layout(Span(location=target_ns, dimension="width", line_dash="dashed", line_color="black"))
+    f2.add_layout(Span(location=0.9, dimension="width", line_dash="dotted", line_color="black"))
+    f1.legend.location = f2.legend.location = "top_left"
+    f1.legend.label_text_font_size = f2.legend.label_text_font_size = "8pt"
+    return row(f1, f2)

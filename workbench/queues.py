@@ -3,8 +3,11 @@
 Owns the Python face of ``kernels.ring``: ``Ring`` (a ring in a numpy array, for
 threads: the kernels release the GIL so producer and consumer threads really run at
 the same time), ``SharedRing`` (the same ring in ``multiprocessing.shared_memory``,
-created or attached by name, a context manager that unlinks on close), and the
-helpers that run producers and consumers in threads and processes.
+created or attached by name, a context manager that unlinks on close), ``MultiRing``
+(MPMC, threads) and ``Backoff`` (how a waiting side idles). Code that drives the ring
+kernels itself (``workbench.ring_harness``, ``workbench.live``) uses the rings' public
+surface: ``views()`` for the arrays, ``heartbeat()``, ``check_peer()``, ``finish()``,
+``finished`` and ``len()``.
 
 Guarantees the kernels cannot give on their own:
 
@@ -21,27 +24,21 @@ Guarantees the kernels cannot give on their own:
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
 import secrets
 import sys
-import threading
 import time
 import weakref
-from dataclasses import dataclass
 from multiprocessing import shared_memory
 
 import numpy as np
 
 from kernels import ring as kr
-from kernels.histogram import new_histogram
 from kernels.records import MESSAGE
 
 __all__ = [
-    "Ring", "SharedRing", "MultiRing", "RingError", "PeerDeadError", "SequenceReport",
-    "send_sequence", "receive_sequence", "send_paced",
-    "start_producer_thread", "start_producer_process", "start_consumer_process",
-    "SHM_PREFIX", "leftover_segments",
+    "Ring", "SharedRing", "MultiRing", "RingError", "PeerDeadError", "Backoff",
+    "SHM_PREFIX", "SPIN_BUDGET", "leftover_segments",
 ]
 
 SHM_PREFIX = "wbring_"
@@ -59,7 +56,7 @@ class PeerDeadError(RingError):
     """The other side of the ring died (process gone or heartbeat stale)."""
 
 
-class _Backoff:
+class Backoff:
     """What a side does after a kernel call came back empty-handed: first give the
     CPU away briefly (``sched_yield``: the peer may be waiting for this very core,
     the machine may have fewer cores than spinning threads), then sleep with
@@ -135,6 +132,7 @@ class Ring:
 
     _PRODUCER = (kr.H_PRODUCER_PID, kr.H_PRODUCER_HEARTBEAT, kr.H_PRODUCER_CLOSED)
     _CONSUMER = (kr.H_CONSUMER_PID, kr.H_CONSUMER_HEARTBEAT, kr.H_CONSUMER_CLOSED)
+    _ROLES = {"producer": _PRODUCER, "consumer": _CONSUMER}
 
     def __init__(self, capacity: int = 4096, dtype=MESSAGE, *, peer_timeout: float | None = 5.0):
         capacity = _validate_capacity(capacity)
@@ -162,6 +160,11 @@ class Ring:
             raise RingError("ring is closed")
         return self.header
 
+    def views(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(header, slots)``: the arrays ``kernels.ring`` functions take, for code that
+        runs the ring kernels itself. Raises ``RingError`` when the ring is closed."""
+        return self._live_header(), self.slots
+
     def stats(self) -> dict:
         """Cursor positions and spin counters (a snapshot)."""
         h = self._live_header()
@@ -188,24 +191,30 @@ class Ring:
             h[pid_slot] = os.getpid()
         h[beat_slot] = time.monotonic_ns()
 
+    @classmethod
+    def _role(cls, role: str):
+        if role not in cls._ROLES:
+            raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+        return cls._ROLES[role]
+
     def register(self, role: str, pid: int | None = None) -> None:
         """Record who plays ``role`` ('producer' or 'consumer'), e.g. a child process."""
-        slots = {"producer": self._PRODUCER, "consumer": self._CONSUMER}
-        if role not in slots:
-            raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+        slots = self._role(role)
         h = self._live_header()
-        h[slots[role][0]] = os.getpid() if pid is None else int(pid)
-        h[slots[role][1]] = time.monotonic_ns()
+        h[slots[0]] = os.getpid() if pid is None else int(pid)
+        h[slots[1]] = time.monotonic_ns()
 
     def heartbeat(self, role: str = "producer") -> None:
         """Tell the peer this side is alive although it is not calling put/get."""
         self._beat(self._PRODUCER if role == "producer" else self._CONSUMER)
 
-    def check_peer(self, peer) -> None:
-        """Raise ``PeerDeadError`` if ``peer`` (a role tuple) is known to be dead."""
+    def check_peer(self, peer: str) -> None:
+        """Raise ``PeerDeadError`` if ``peer`` ('producer' or 'consumer': the other
+        side) is known to be dead: its process exited, or its heartbeat is older than
+        ``peer_timeout`` while it has not finished."""
         h = self._live_header()
-        pid_slot, beat_slot, closed_slot = peer
-        name = "producer" if peer is self._PRODUCER else "consumer"
+        pid_slot, beat_slot, closed_slot = self._role(peer)
+        name = peer
         pid = int(h[pid_slot])
         if pid and pid != os.getpid() and not _pid_alive(pid):
             raise PeerDeadError(f"{name} process {pid} exited without finishing the stream")
@@ -236,14 +245,14 @@ class Ring:
         total = records.shape[0]
         done = 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             self._beat(self._PRODUCER)
             done += int(kr.ring_publish(self.header, self.slots, records, done, total - done,
                                         SPIN_BUDGET))
             if done >= total:
                 return done
-            self.check_peer(self._CONSUMER)
+            self.check_peer("consumer")
             if deadline is not None and time.monotonic() > deadline:
                 err = TimeoutError(f"ring full for {timeout} s; published {done} of {total}")
                 err.published = done
@@ -280,7 +289,7 @@ class Ring:
         """
         out = self._out_buffer(max_count)
         deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             self._beat(self._CONSUMER)
             n = kr.ring_consume(self.header, self.slots, out, int(max_count), SPIN_BUDGET)
@@ -288,7 +297,7 @@ class Ring:
                 return out[:n].copy()
             if self.finished and len(self) == 0:
                 return out[:0].copy()
-            self.check_peer(self._PRODUCER)
+            self.check_peer("producer")
             if deadline is not None and time.monotonic() > deadline:
                 return out[:0].copy()
             backoff.wait()
@@ -416,7 +425,7 @@ class MultiRing:
         records = _as_records(records, self.dtype)
         total, done = records.shape[0], 0
         deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = _Backoff()
+        backoff = Backoff()
         while done < total:
             n = int(kr.mpmc_try_push(self.header, self.turns, self.slots, records, done, total - done))
             done += n
@@ -441,7 +450,7 @@ class MultiRing:
         """Up to ``max_count`` records, waiting up to ``timeout`` s for the first
         (an empty array when it passes)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             got = self.try_get(max_count)
             if got.shape[0] or (deadline is not None and time.monotonic() > deadline):
@@ -455,196 +464,3 @@ def leftover_segments(prefix: str = SHM_PREFIX) -> list[str]:
         return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
     except FileNotFoundError:
         return []
-
-
-# ------------------------------------------------------------------ sequences
-@dataclass
-class SequenceReport:
-    """What a consumer of a sequenced stream saw."""
-
-    expected: int | None
-    received: int
-    lost: int
-    out_of_order: int
-    elapsed_s: float  # from the end of the first batch to the end of the last
-    timed: int = 0    # messages consumed within elapsed_s (all but the first batch)
-
-    @property
-    def ok(self) -> bool:
-        """Every message arrived exactly once and in order."""
-        complete = self.expected is None or self.received == self.expected
-        return complete and self.lost == 0 and self.out_of_order == 0
-
-    @property
-    def msgs_per_sec(self) -> float:
-        """Throughput over the timed window (excludes the first batch, which may
-        have waited for the producer to start)."""
-        return self.timed / self.elapsed_s if self.elapsed_s > 0 else float("nan")
-
-
-def send_sequence(ring: Ring, n_messages: int, *, batch: int = 256, first_seq: int = 0,
-                  finish: bool = True, timeout: float | None = None) -> int:
-    """Producer: publish messages ``first_seq .. first_seq+n-1`` (MESSAGE dtype),
-    built in place in the ring, waiting on back-pressure. Returns the count sent."""
-    if n_messages < 0 or batch < 1:
-        raise ValueError(f"need n_messages >= 0 and batch >= 1, got {n_messages}, {batch}")
-    h, slots = ring._live_header(), ring.slots
-    seq, end = int(first_seq), int(first_seq) + int(n_messages)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    backoff = _Backoff()
-    while seq < end:
-        ring._beat(ring._PRODUCER)
-        before = seq
-        seq = int(kr.produce_sequence(h, slots, seq, end, int(batch), SPIN_BUDGET))
-        if seq < end:
-            ring.check_peer(ring._CONSUMER)
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"stream not sent within {timeout} s: {seq - first_seq} of "
-                                   f"{n_messages} published")
-            if seq > before:
-                backoff.reset()
-            backoff.wait()
-    if finish:
-        ring.finish()
-    return int(n_messages)
-
-
-def send_paced(ring: Ring, n_messages: int, *, gap_ns: int = 2_000, finish: bool = True) -> int:
-    """Producer for latency probes: one message at a time into an empty ring."""
-    h, slots = ring._live_header(), ring.slots
-    seq, end = 0, int(n_messages)
-    backoff = _Backoff()
-    while seq < end:
-        ring._beat(ring._PRODUCER)
-        before = seq
-        seq = int(kr.produce_paced(h, slots, seq, end, int(gap_ns), SPIN_BUDGET))
-        if seq < end:
-            ring.check_peer(ring._CONSUMER)
-            if seq > before:
-                backoff.reset()
-            backoff.wait()
-    if finish:
-        ring.finish()
-    return end
-
-
-def receive_sequence(ring: Ring, n_messages: int | None = None, *, histogram: np.ndarray | None = None,
-                     batch: int = 4096, timeout: float | None = None) -> SequenceReport:
-    """Consumer: read a sequenced stream until ``n_messages`` arrived or the producer
-    finished, checking every ``seq`` (none lost, duplicated or reordered).
-
-    With ``histogram`` (a ``kernels.histogram`` array) each message's one-way
-    latency ``now - ts`` is recorded. Raises ``PeerDeadError`` when the producer
-    dies first, ``TimeoutError`` after ``timeout`` seconds without completion.
-    """
-    h, slots = ring._live_header(), ring.slots
-    state = np.zeros(kr.SEQ_STATE_WORDS, dtype=np.int64)
-    record_latency = histogram is not None
-    hist = histogram if record_latency else new_histogram(2, 4)
-    target = np.iinfo(np.int64).max if n_messages is None else int(n_messages)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    first_ns = last_ns = first_batch = 0
-    backoff = _Backoff()
-    while state[kr.SEQ_RECEIVED] < target:
-        ring._beat(ring._CONSUMER)
-        want = int(min(batch, target - state[kr.SEQ_RECEIVED]))
-        n = kr.consume_sequence(h, slots, state, want, SPIN_BUDGET, hist, record_latency)
-        if n:
-            last_ns = time.perf_counter_ns()
-            if not first_ns:  # the clock starts after the first batch: count from there
-                first_ns, first_batch = last_ns, int(n)
-            backoff.reset()
-            continue
-        if ring.finished and len(ring) == 0:
-            break
-        ring.check_peer(ring._PRODUCER)
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError(f"stream incomplete after {timeout} s: {int(state[kr.SEQ_RECEIVED])} received")
-        backoff.wait()
-    expected = None if n_messages is None else int(n_messages)
-    lost = int(state[kr.SEQ_LOST])
-    if expected is not None and state[kr.SEQ_EXPECTED] < expected:
-        lost += expected - int(state[kr.SEQ_EXPECTED])  # the tail that never came
-    return SequenceReport(expected, int(state[kr.SEQ_RECEIVED]), lost,
-                          int(state[kr.SEQ_OUT_OF_ORDER]), (last_ns - first_ns) / 1e9,
-                          int(state[kr.SEQ_RECEIVED]) - first_batch)
-
-
-# ------------------------------------------------------------- threads, processes
-def start_producer_thread(ring: Ring, n_messages: int, *, batch: int = 256) -> threading.Thread:
-    """Run ``send_sequence`` in a daemon thread; its exception (if any) lands in
-    ``thread.error`` (the thread's kernel calls release the GIL)."""
-    def run():
-        try:
-            send_sequence(ring, n_messages, batch=batch)
-        except BaseException as exc:  # noqa: BLE001 - handed to the joining thread
-            thread.error = exc
-
-    thread = threading.Thread(target=run, name="ring-producer", daemon=True)
-    thread.error = None
-    ring.register("producer")
-    thread.start()
-    return thread
-
-
-def _child_producer(name: str, dtype, n_messages: int, batch: int, paced_gap_ns: int | None,
-                    peer_timeout) -> None:
-    ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
-    try:
-        if paced_gap_ns is None:
-            send_sequence(ring, n_messages, batch=batch)
-        else:
-            send_paced(ring, n_messages, gap_ns=paced_gap_ns)
-    finally:
-        ring.close()
-
-
-def _child_consumer(name: str, dtype, n_messages: int, batch: int, peer_timeout, results) -> None:
-    ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
-    try:
-        report = receive_sequence(ring, n_messages, batch=batch)
-        results.put(report)
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent
-        results.put(exc)
-    finally:
-        ring.close()
-
-
-def _context(method: str):
-    return mp.get_context(method)
-
-
-def start_producer_process(ring: SharedRing, n_messages: int, *, batch: int = 256,
-                           paced_gap_ns: int | None = None, method: str = "spawn"):
-    """Start a process that attaches to ``ring`` by name and sends a sequence.
-
-    The parent registers the child's pid as the producer at once, so a child that
-    dies even before attaching is reported by the consumer instead of awaited.
-    ``spawn`` is the default because forking a process that has threads (numba,
-    pytest, the notebook kernel) is unsafe.
-    """
-    if not isinstance(ring, SharedRing):
-        raise TypeError("processes need a SharedRing")
-    process = _context(method).Process(
-        target=_child_producer, name="ring-producer",
-        args=(ring.name, ring.dtype, int(n_messages), int(batch), paced_gap_ns, ring.peer_timeout),
-        daemon=True)
-    process.start()
-    ring.register("producer", process.pid)
-    return process
-
-
-def start_consumer_process(ring: SharedRing, n_messages: int, *, batch: int = 4096,
-                           method: str = "spawn"):
-    """Start a process that reads ``n_messages``; returns (process, results queue),
-    the queue yields its ``SequenceReport`` (or the exception it raised)."""
-    if not isinstance(ring, SharedRing):
-        raise TypeError("processes need a SharedRing")
-    ctx = _context(method)
-    results = ctx.Queue()
-    process = ctx.Process(target=_child_consumer, name="ring-consumer",
-                          args=(ring.name, ring.dtype, int(n_messages), int(batch),
-                                ring.peer_timeout, results), daemon=True)
-    process.start()
-    ring.register("consumer", process.pid)
-    return process, results

@@ -1,4 +1,4 @@
-"""Notebook controls and live plots for a running :class:`workbench.live.Pipeline`.
+"""Notebook controls and live plots for a running :class:`workbench.live.pipeline.Pipeline`.
 
 Owns the four panels and the one-call dashboard:
 
@@ -12,10 +12,12 @@ Owns the four panels and the one-call dashboard:
 * :func:`dashboard` puts them together with start / pause / stop buttons.
 
 Widgets never compute: a control calls a ``Pipeline`` setter; the monitor takes a
-``Sampler.sample()`` and ``histogram_cdf`` from ``workbench.live`` and streams them
+``Sampler.sample()`` (``workbench.live.pipeline``) and ``histogram_cdf``
+(``workbench.latency``) and streams them
 into ``ColumnDataSource`` objects with a bounded ``rollover``. The monitor refreshes
-itself from the notebook's event loop (or a thread outside Jupyter) and stops on its
-own after ``duration_s`` or when the pipeline stops.
+itself from the notebook's event loop (or a thread outside Jupyter) until it is
+stopped, the pipeline stops, or ``duration_s`` passed when one is given (a dashboard
+runs until the person presses stop; headless runs bound it).
 """
 from __future__ import annotations
 
@@ -30,10 +32,9 @@ from bokeh.models import ColumnDataSource
 from bokeh.plotting import figure
 
 from workbench import hardware
-from workbench.live import (
-    ADMISSION_PARAMS, CONTROLLERS, STAGES, STRATEGY_NAMES, WAIT_POLICIES, Pipeline,
-    histogram_cdf, safe_mode_status,
-)
+from workbench.latency import histogram_cdf
+from workbench import params
+from workbench.live.pipeline import STAGES, WAIT_POLICIES, Pipeline, safe_mode_status
 
 __all__ = ["StrategyPanel", "AdmissionPanel", "HardwarePanel", "LatencyMonitor", "Dashboard",
            "dashboard"]
@@ -92,7 +93,7 @@ class StrategyPanel(_Panel):
     def __init__(self, pipeline: Pipeline):
         super().__init__(pipeline, "Strategy and risk")
         cfg = pipeline.config
-        self.strategy = W.Dropdown(options=list(STRATEGY_NAMES), value=cfg.strategy,
+        self.strategy = W.Dropdown(options=list(params.strategy_names()), value=cfg.strategy,
                                    description="strategy", style=_STYLE, layout=_LAYOUT)
         self.work = _stops("model work (ns)", 100, 1_000_000, cfg.work_ns, lambda v: f"{v:,.0f}")
         self.params_box = W.VBox()
@@ -111,17 +112,15 @@ class StrategyPanel(_Panel):
                                self.max_loss, self.kill]
 
     def _build_params(self) -> None:
-        from workbench.backtest import STRATEGIES
-
         name = self.pipeline.config.strategy
         self.params = {}
-        if name != "none":
-            spec = STRATEGIES[name]
-            current = self.pipeline.config.strategy_params
-            for p in spec.params:
-                w = _float(p, current.get(p, spec.defaults.get(p, 0.0)))
-                w.observe(self._on_param, names="value")
-                self.params[p] = w
+        spec = params.strategy_spec(name)
+        current = self.pipeline.config.strategy_params
+        defaults = spec.defaults()
+        for p in spec.param_names:
+            w = _float(p, current.get(p, defaults[p]))
+            w.observe(self._on_param, names="value")
+            self.params[p] = w
         self.params_box.children = list(self.params.values())
 
     def _on_strategy(self, change) -> None:
@@ -148,18 +147,16 @@ class AdmissionPanel(_Panel):
 
     def __init__(self, pipeline: Pipeline):
         super().__init__(pipeline, "Admission control")
-        from kernels.admission import default_params
-
         cfg = pipeline.config
-        self.controller = W.Dropdown(options=list(CONTROLLERS), value=cfg.controller,
+        self.controller = W.Dropdown(options=list(params.controller_names()), value=cfg.controller,
                                      description="controller", style=_STYLE, layout=_LAYOUT)
         self.target_us = _stops("p99 target (us)", 10, 100_000, cfg.target_ns / 1e3,
                                 lambda v: f"{v:,.0f}")
         self.feed_rate = _stops("feed rate (msg/s)", 1_000, 5_000_000, cfg.rate or 100_000.0,
                                 lambda v: f"{v:,.0f}")
         self.unpaced = W.Checkbox(value=cfg.rate is None, description="as fast as possible")
-        defaults = default_params(CONTROLLERS[cfg.controller], cfg.target_ns)
-        self.params = {p: _float(p, cfg.admission.get(p, defaults[ADMISSION_PARAMS[p]]))
+        defaults = params.admission_defaults(cfg.controller, cfg.target_ns)
+        self.params = {p: _float(p, cfg.admission.get(p, defaults[p]))
                        for p in self.PARAMS}
         self.controller.observe(
             lambda ch: self._apply(self.pipeline.set_admission, ch["new"]), names="value")
@@ -244,24 +241,26 @@ class LatencyMonitor(W.VBox):
     """Live bokeh plots of a pipeline: percentiles over time, CDF, throughput, P&L.
 
     ``update()`` takes one sample and pushes it into the plots; ``start()`` repeats
-    that every ``period_s`` until ``duration_s`` passed or the pipeline stopped.
-    Streams keep at most ``max_points`` points (bokeh ``rollover``).
+    that every ``period_s`` until ``stop()``, the pipeline stopped, or ``duration_s``
+    passed (``None``: no time limit). Streams keep at most ``max_points`` points
+    (bokeh ``rollover``).
     """
 
     PERCENTILES = ("p50", "p99", "p99.9")
 
-    def __init__(self, pipeline: Pipeline, *, period_s: float = 0.5, duration_s: float = 120.0,
-                 max_points: int = 600, width: int = 340, height: int = 200,
-                 stop_pipeline: bool = False):
+    def __init__(self, pipeline: Pipeline, *, period_s: float = 0.5,
+                 duration_s: float | None = 120.0, max_points: int = 600, width: int = 340,
+                 height: int = 200, stop_pipeline: bool = False):
         from jupyter_bokeh.widgets import BokehModel
 
-        if not period_s > 0 or not duration_s > 0 or int(max_points) < 2:
-            raise ValueError("period_s and duration_s must be > 0 and max_points >= 2, got "
-                             f"{period_s}, {duration_s}, {max_points}")
+        if (not period_s > 0 or (duration_s is not None and not duration_s > 0)
+                or int(max_points) < 2):
+            raise ValueError("period_s and duration_s (or None) must be > 0 and max_points "
+                             f">= 2, got {period_s}, {duration_s}, {max_points}")
         self.pipeline = pipeline
         self.sampler = pipeline.sampler()
         self.period_s = float(period_s)
-        self.duration_s = float(duration_s)
+        self.duration_s = None if duration_s is None else float(duration_s)
         self.max_points = int(max_points)
         self.updates = 0
         self.stop_pipeline = bool(stop_pipeline)  # end the session with the monitor
@@ -335,7 +334,8 @@ class LatencyMonitor(W.VBox):
             (self._thread is not None and self._thread.is_alive())
 
     def start(self) -> "LatencyMonitor":
-        """Refresh every ``period_s`` until ``duration_s`` passed or the pipeline stopped:
+        """Refresh every ``period_s`` until ``stop()``, the pipeline stopped or
+        ``duration_s`` (if any) passed:
         on the notebook's event loop when there is one (plots update between cells),
         otherwise in a daemon thread."""
         if self.running:
@@ -364,7 +364,7 @@ class LatencyMonitor(W.VBox):
 
     def _keep_going(self, started: float) -> bool:
         return (not self._stop.is_set() and self.pipeline.running
-                and time.monotonic() - started < self.duration_s)
+                and (self.duration_s is None or time.monotonic() - started < self.duration_s))
 
     def _finish(self) -> None:
         if self.stop_pipeline and not self._stop.is_set():
@@ -391,9 +391,10 @@ class LatencyMonitor(W.VBox):
 class Dashboard(W.VBox):
     """Start/pause/stop, the three control panels in tabs, and the live monitor."""
 
-    def __init__(self, pipeline: Pipeline, *, period_s: float = 0.5, duration_s: float = 120.0,
-                 max_points: int = 600):
-        """The session lasts ``duration_s``: then the monitor stops the pipeline too."""
+    def __init__(self, pipeline: Pipeline, *, period_s: float = 0.5,
+                 duration_s: float | None = None, max_points: int = 600):
+        """The session runs until ``stop()`` (the stop button); with ``duration_s`` it
+        also ends after that many seconds, the monitor stopping the pipeline too."""
         self.pipeline = pipeline
         self.strategy = StrategyPanel(pipeline)
         self.admission = AdmissionPanel(pipeline)
@@ -422,12 +423,14 @@ class Dashboard(W.VBox):
         self.monitor.stop()
         self.pipeline.stop()
         self.monitor.update()  # the final state stays on screen
+        self.monitor.status.value += "  (stopped)"
 
 
 def dashboard(pipeline: Pipeline | None = None, *, start: bool = True, period_s: float = 0.5,
-              duration_s: float = 120.0, max_points: int = 600, **config) -> Dashboard:
+              duration_s: float | None = None, max_points: int = 600, **config) -> Dashboard:
     """The whole tuning dashboard in one call (a new ``Pipeline(**config)`` unless one
-    is given); ``start=True`` starts the pipeline and the live plots."""
+    is given); ``start=True`` starts the pipeline and the live plots. The session runs
+    until stopped, or for ``duration_s`` seconds when given."""
     if pipeline is None:
         pipeline = Pipeline(**config)
     board = Dashboard(pipeline, period_s=period_s, duration_s=duration_s, max_points=max_points)

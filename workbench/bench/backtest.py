@@ -30,19 +30,20 @@ def _rate(bt, repeats):
 
 
 def _book_baseline(events, tick, repeats):
-    from kernels import book as K
+    from kernels import book as kbook
+    from kernels import book_state
     from kernels import records as R
 
-    from workbench.lobster_check import _price_levels_for
+    from workbench.data.lobster import price_levels_for
 
     fills = np.zeros(len(events) + 16, dtype=R.FILL)
     none = np.zeros(0, dtype=np.int64)
     rates = []
     for _ in range(repeats + 1):
-        st = K.allocate_state(1, min(len(events) + 16, 2_000_000), _price_levels_for(events, tick), [tick])
-        st.counters[K.C_ANON_FALLBACK] = 1
+        st = book_state.allocate_state(1, min(len(events) + 16, 2_000_000), price_levels_for(events, tick), [tick])
+        st.counters[book_state.EC_ANON_FALLBACK] = 1
         t = time.perf_counter()
-        K.apply_batch_discard_fills(st, events, fills, none)
+        kbook.apply_batch_discard_fills(st, events, fills, none)
         rates.append(len(events) / (time.perf_counter() - t))
     return statistics.median(rates[1:])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels import book as K
+from kernels import book as kbook
 from kernels import records as R
 
 NAME = "book"
@@ -40,13 +40,13 @@ def _shared_lobster() -> tuple[Path, Path] | None:
 
 
 def _replay_rate(repeats: int, quick: bool) -> tuple[float, str, int]:
-    from workbench.data import lobster as L
+    from workbench.data import lobster
     from workbench.lobster_check import prepare_replay
 
     paths = _shared_lobster()
     if paths is not None:
-        events = L.to_events(L.read_messages(paths[0]))
-        rows = L.orderbook_array(L.read_orderbook(paths[1]))
+        events = lobster.to_events(lobster.read_messages(paths[0]))
+        rows = lobster.orderbook_array(lobster.read_orderbook(paths[1]))
         source = "lobster AAPL 2012-06-21 first hour"
         make = lambda: prepare_replay(events, rows, "AAPL", capacity=8_192)  # noqa: E731  (<= 390 rest at once)
     else:
@@ -65,7 +65,7 @@ def _replay_rate(repeats: int, quick: bool) -> tuple[float, str, int]:
     for _ in range(repeats + 1):  # the first run only loads the compiled kernel
         engine = make()
         start = time.perf_counter()
-        K.apply_batch(engine.state, events, fills, no_results, 0)
+        kbook.apply_batch(engine.state, events, fills, no_results, 0)
         rates.append(len(events) / (time.perf_counter() - start))
     return statistics.median(rates[1:]), source, len(events)
 
@@ -110,7 +110,7 @@ def run(quick: bool = False) -> dict:
     for _ in range(repeats + 1):
         book = new_book()
         start = time.perf_counter()
-        K.apply_batch(book.state, mix, fills, no_results, 0)
+        kbook.apply_batch(book.state, mix, fills, no_results, 0)
         batch_rates.append(n_mix / (time.perf_counter() - start))
     batch_rate = statistics.median(batch_rates[1:])
 
@@ -140,7 +140,7 @@ def run(quick: bool = False) -> dict:
     p50s, p99s = [], []
     for _ in range(repeats):
         book = new_book()
-        K.apply_batch_discard_fills(book.state, mix, fills, latency)
+        kbook.apply_batch_discard_fills(book.state, mix, fills, latency)
         p50, p99 = np.percentile(latency, [50, 99])
         p50s.append(p50)
         p99s.append(p99)

@@ -31,7 +31,8 @@ def _check(report, what: str) -> None:
 
 
 def _ring_threads(n: int, repeats: int) -> float:
-    from workbench.queues import Ring, receive_sequence, start_producer_thread
+    from workbench.queues import Ring
+    from workbench.ring_harness import receive_sequence, start_producer_thread
 
     rates = []
     for _ in range(repeats):
@@ -47,7 +48,8 @@ def _ring_threads(n: int, repeats: int) -> float:
 
 
 def _ring_procs(n: int, repeats: int) -> float:
-    from workbench.queues import SharedRing, receive_sequence, start_producer_process
+    from workbench.queues import SharedRing
+    from workbench.ring_harness import receive_sequence, start_producer_process
 
     rates = []
     for _ in range(repeats):
@@ -62,7 +64,8 @@ def _ring_procs(n: int, repeats: int) -> float:
 
 def _handoff(n: int) -> tuple[int, int]:
     from workbench.latency import LatencyRecorder
-    from workbench.queues import SharedRing, receive_sequence, start_producer_process
+    from workbench.queues import SharedRing
+    from workbench.ring_harness import receive_sequence, start_producer_process
 
     recorder = LatencyRecorder("handoff")
     with SharedRing.create(1 << 10) as ring:

@@ -25,7 +25,9 @@ LOADS = (0.5, 1.0, 2.0, 4.0)
 
 
 def run(quick: bool = False) -> dict:
-    from workbench.live import CONTROLLERS, measure_capacity, overload_run
+    from workbench.live.overload import measure_capacity, overload_run
+    from workbench.params import controller_names
+
     seconds = 0.4 if quick else 1.0
     warmup = 0.2 if quick else 0.3
     repeats = 1 if quick else 3
@@ -34,7 +36,7 @@ def run(quick: bool = False) -> dict:
     half = overload_run("none", 0.5, capacity, duration_s=seconds, warmup_s=warmup,
                         target_ns=TARGET_NS, **HARNESS)
     rows = []
-    for controller in CONTROLLERS:
+    for controller in controller_names():
         for load in LOADS:
             r = overload_run(controller, load, capacity, duration_s=seconds, warmup_s=warmup,
                              target_ns=TARGET_NS, **HARNESS)

@@ -21,6 +21,8 @@ def _key_value(text: str) -> tuple[str, float]:
 
 
 def register(subparsers) -> None:
+    from workbench.params import RISK, strategy_names
+
     parser = subparsers.add_parser(
         "backtest", help="run a tick-replay backtest (L3 book, latency, queue position)",
         description="Replay market events with a strategy's orders in the same L3 book.")
@@ -29,7 +31,7 @@ def register(subparsers) -> None:
                              "or a file path")
     parser.add_argument("--symbol", default="0", help="symbol index or name (synthetic data)")
     parser.add_argument("--strategy", default="mm_skew",
-                        help="mm_skew, avellaneda_stoikov, grid_mm or momentum")
+                        help=f"one of {', '.join(strategy_names())}")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="strategy parameter (repeatable)")
     parser.add_argument("--latency-us", nargs=3, type=float, default=(50.0, 100.0, 50.0),
@@ -37,7 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument("--fees-bps", nargs=2, type=float, default=(-0.2, 0.3),
                         metavar=("MAKER", "TAKER"), help="fees in basis points (negative = rebate)")
     parser.add_argument("--risk", action="append", default=[], metavar="LIMIT=VALUE",
-                        help="risk limit, e.g. max_position=500 (repeatable)")
+                        help=f"risk limit (repeatable), one of {', '.join(RISK.names)}")
     parser.add_argument("--queue-model", default="risk_averse",
                         help="L2 data only: risk_averse, power or log (L3 queues are exact)")
     parser.add_argument("--html", default=None, help="write the HTML report here")

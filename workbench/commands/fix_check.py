@@ -20,7 +20,7 @@ def _run(args) -> int:
     import time
     from pathlib import Path
 
-    from kernels import fix as K
+    from kernels.fix.frame import FIX_REASON_NAMES, FIX_SKIPPED_BYTES, N_FIX_REJECT_REASONS
     from workbench.fix import parse
 
     path = Path(args.file)
@@ -32,7 +32,7 @@ def _run(args) -> int:
     batch = parse(data)
     elapsed = time.perf_counter() - start
     summary = batch.summary()
-    reasons = {K.FIX_REASON_NAMES[r]: int(batch.counts[r]) for r in range(1, K.N_FIX_REJECT_REASONS)}
+    reasons = {FIX_REASON_NAMES[r]: int(batch.counts[r]) for r in range(1, N_FIX_REJECT_REASONS)}
     reasons.update(batch.validation_rejects)
     rate = summary["messages"] / elapsed if elapsed > 0 and summary["messages"] else 0.0
     if args.json:
@@ -41,7 +41,7 @@ def _run(args) -> int:
                           "msgs_per_sec": rate}, indent=2))
         return 0
     frame = batch.messages_frame()
-    print(f"file: {path}  ({len(data):,} bytes, {int(batch.counts[K.FIX_SKIPPED_BYTES]):,} skipped between messages)")
+    print(f"file: {path}  ({len(data):,} bytes, {int(batch.counts[FIX_SKIPPED_BYTES]):,} skipped between messages)")
     if len(frame):
         types = frame.group_by("msg_type").len().sort(["len", "msg_type"], descending=[True, False])
         print("msg types: " + ", ".join(f"{t}={n}" for t, n in types.iter_rows()))

@@ -17,7 +17,20 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from kernels import bars as K
+from kernels import bars as kbars
+
+# Every bar frame the workbench returns (Yahoo, the synthetic daily sample): one row per
+# symbol and bar start.
+BAR_SCHEMA = {
+    "symbol": pl.Utf8,
+    "ts": pl.Datetime("ns", "UTC"),
+    "open": pl.Float64,
+    "high": pl.Float64,
+    "low": pl.Float64,
+    "close": pl.Float64,
+    "adj_close": pl.Float64,
+    "volume": pl.Int64,
+}
 
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86_400}
 TICK_SCHEMA = {"symbol": pl.Utf8, "ts": pl.Datetime("ns", "UTC"), "price": pl.Float64,
@@ -69,7 +82,7 @@ def bars_to_ticks(bars: pl.DataFrame, interval: str = "1d", ticks_per_bar: int =
     out_ts = np.empty(n_bars * n, dtype=np.int64)
     out_price = np.empty(n_bars * n, dtype=np.float64)
     out_qty = np.empty(n_bars * n, dtype=np.int64)
-    K.bars_to_ticks(
+    kbars.bars_to_ticks(
         bars.get_column("open").to_numpy(), bars.get_column("high").to_numpy(),
         bars.get_column("low").to_numpy(), bars.get_column("close").to_numpy(),
         bars.get_column("volume").to_numpy(), np.ascontiguousarray(start),

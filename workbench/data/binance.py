@@ -36,12 +36,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from kernels import l2book as K
+from kernels import l2book
 from kernels import records as R
 
 from .convert import from_records
+from .prices import PRICE_SCALE
 
-PRICE_SCALE = 10_000
 QTY_SCALE = 10**8
 
 
@@ -70,7 +70,7 @@ def _digits(scale: int, name: str) -> int:
 class BinanceCapture:
     """A parsed, sequenced capture."""
 
-    updates: np.ndarray          # kernels.l2book.L2_UPDATE: the applied sequence (snapshots + diffs)
+    updates: np.ndarray          # kernels.records.L2_UPDATE: the applied sequence (snapshots + diffs)
     depth: pl.DataFrame          # every diff level received (applied or not), as a frame
     book_ticker: pl.DataFrame    # recv_ts, update_id, bid_price, bid_qty, ask_price, ask_qty
     trades: pl.DataFrame         # recv_ts, exch_ts, trade_id, price, qty, buyer_is_maker
@@ -168,7 +168,7 @@ def read_capture(path, price_scale: int = PRICE_SCALE, qty_scale: int = QTY_SCAL
                 bad(line_no, f"{type(exc).__name__}: {exc}")
 
     capture = BinanceCapture(
-        updates=np.zeros(0, dtype=K.L2_UPDATE),
+        updates=np.zeros(0, dtype=R.L2_UPDATE),
         depth=pl.DataFrame(depth_rows, orient="row", schema={
             "recv_ts": pl.Int64, "exch_ts": pl.Int64, "first_id": pl.Int64, "update_id": pl.Int64,
             "prev_id": pl.Int64, "price": pl.Int64, "qty": pl.Int64, "side": pl.Int8}),
@@ -199,7 +199,7 @@ def _sequence(capture: BinanceCapture, messages) -> None:
         for k, (side, price, qty) in enumerate(levels):
             flags = flags_all | (flags_first if k == 0 else 0)
             if k == len(levels) - 1:
-                flags |= K.F_END_OF_MESSAGE
+                flags |= R.L2F_END_OF_MESSAGE
             rows.append((recv_ts, exch_ts, last, first, prev, price, qty, 0, side, flags))
 
     # A state machine over messages in receive order: diffs wait in a buffer until a
@@ -230,7 +230,7 @@ def _sequence(capture: BinanceCapture, messages) -> None:
         if kind == "snapshot":
             last = payload["last"]
             emit(recv_ts, payload["exch_ts"], last, last, -1, payload["bids"], payload["asks"],
-                 K.F_SNAPSHOT_START, K.F_SNAPSHOT)
+                 R.L2F_SNAPSHOT_START, R.L2F_SNAPSHOT)
             state.update(synced=True, need_straddle=True, last=last, prev_u=last)
             pending, buffer[:] = list(buffer), []
             for buffered_ts, d in pending:
@@ -240,31 +240,38 @@ def _sequence(capture: BinanceCapture, messages) -> None:
             on_diff(recv_ts, payload)
         else:
             buffer.append((recv_ts, payload))
-    capture.updates = np.array(rows, dtype=K.L2_UPDATE) if rows else np.zeros(0, dtype=K.L2_UPDATE)
+    capture.updates = np.array(rows, dtype=R.L2_UPDATE) if rows else np.zeros(0, dtype=R.L2_UPDATE)
+
+
+def ladder_window(updates: np.ndarray, window_ticks: int) -> tuple[int, int]:
+    """``(tick, low)``: the price grid of ``updates`` (the gcd of their prices) and the
+    origin of a ladder of ``2 * window_ticks + 1`` ticks centred on the first snapshot's
+    mid (or on the median price when there is no two-sided snapshot)."""
+    priced = updates["price"][updates["price"] > 0]
+    tick = int(np.gcd.reduce(priced)) if len(priced) else 1
+    snap = updates[(updates["flags"] & R.L2F_SNAPSHOT) != 0]
+    ref = snap if len(snap) else updates
+    bid = ref["price"][(ref["side"] == R.BUY) & (ref["qty"] > 0)]
+    ask = ref["price"][(ref["side"] == R.SELL) & (ref["qty"] > 0)]
+    centre = int((bid.max() + ask.min()) // 2) if len(bid) and len(ask) else int(np.median(priced))
+    return tick, max(tick, (centre // tick - window_ticks) * tick)
 
 
 def rebuild_book(capture: BinanceCapture, window_ticks: int = 250_000) -> tuple[np.ndarray, dict]:
-    """Best bid/ask (``kernels.l2book.BBO``) after each applied message, plus ladder stats.
+    """Best bid/ask (``kernels.records.BBO``) after each applied message, plus ladder stats.
 
     The ladder spans ``window_ticks`` ticks either side of the first snapshot's mid; levels
     beyond (Binance sends far-away levels too) are counted as ``out_of_window``.
     """
     up = capture.updates
     if len(up) == 0:
-        return np.zeros(0, dtype=K.BBO), {"tick": 0, "out_of_window": 0}
-    priced = up["price"][up["price"] > 0]
-    tick = int(np.gcd.reduce(priced)) if len(priced) else 1
-    snap = up[(up["flags"] & K.F_SNAPSHOT) != 0]
-    ref = snap if len(snap) else up
-    bid = ref["price"][(ref["side"] == R.BUY) & (ref["qty"] > 0)]
-    ask = ref["price"][(ref["side"] == R.SELL) & (ref["qty"] > 0)]
-    centre = int((bid.max() + ask.min()) // 2) if len(bid) and len(ask) else int(np.median(priced))
-    low = max(tick, (centre // tick - window_ticks) * tick)
+        return np.zeros(0, dtype=R.BBO), {"tick": 0, "out_of_window": 0}
+    tick, low = ladder_window(up, window_ticks)
     n_levels = 2 * window_ticks + 1
     bids = np.zeros(n_levels, dtype=np.int64)
     asks = np.zeros(n_levels, dtype=np.int64)
-    out = np.zeros(int(np.count_nonzero(up["flags"] & K.F_END_OF_MESSAGE)), dtype=K.BBO)
-    rows, out_of_window = K.replay_l2(up, low, tick, bids, asks, out)
+    out = np.zeros(int(np.count_nonzero(up["flags"] & R.L2F_END_OF_MESSAGE)), dtype=R.BBO)
+    rows, out_of_window = l2book.replay_l2(up, low, tick, bids, asks, out)
     no_op = int(np.count_nonzero(up["price"] < 0))
     return out[:rows], {"tick": tick, "out_of_window": int(out_of_window) - no_op}
 

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from kernels import book_state
 from kernels import records as R
 
 from .convert import to_records
 
 EMPTY_ASK_PRICE = 9_999_999_999
 EMPTY_BID_PRICE = -9_999_999_999
-PRICE_SCALE = 10_000
 TICK_UNITS = 100  # one cent in LOBSTER's price units
 
 _NAME = re.compile(
@@ -150,3 +150,48 @@ def to_events(messages: pl.DataFrame, symbol: int = 0) -> np.ndarray:
 def orderbook_array(orderbook: pl.DataFrame) -> np.ndarray:
     """The orderbook frame as a C-contiguous ``(rows, 4 * levels)`` int64 array."""
     return np.ascontiguousarray(orderbook.to_numpy().astype(np.int64, copy=False))
+
+
+def initial_row(first_row: np.ndarray, first_event: np.void, n_levels: int) -> np.ndarray:
+    """The book as it stood before the first message: the first orderbook row with
+    that message's effect undone (an add removed, a cancel/execution put back)."""
+    kind = int(first_event["kind"])
+    side = int(first_event["side"])
+    price = int(first_event["price"])
+    size = int(first_event["qty"])
+    book = {R.SELL: [], R.BUY: []}
+    for j in range(n_levels):
+        ask_p, ask_q, bid_p, bid_q = (int(x) for x in first_row[4 * j: 4 * j + 4])
+        if ask_q > 0:
+            book[R.SELL].append([ask_p, ask_q])
+        if bid_q > 0:
+            book[R.BUY].append([bid_p, bid_q])
+    levels = book[side] if side in book else []
+    at = next((lv for lv in levels if lv[0] == price), None)
+    if kind == R.EV_ADD and at is not None:
+        at[1] -= size
+    elif kind in (R.EV_CANCEL, R.EV_DELETE, R.EV_EXECUTE):
+        if at is not None:
+            at[1] += size
+        else:
+            levels.append([price, size])
+    for s in book:
+        kept = [lv for lv in book[s] if lv[1] > 0]
+        kept.sort(key=lambda lv: lv[0], reverse=(s == R.BUY))
+        book[s] = kept[:n_levels]
+    row = np.zeros(4 * n_levels, dtype=np.int64)
+    for j in range(n_levels):
+        ask = book[R.SELL][j] if j < len(book[R.SELL]) else (EMPTY_ASK_PRICE, 0)
+        bid = book[R.BUY][j] if j < len(book[R.BUY]) else (EMPTY_BID_PRICE, 0)
+        row[4 * j: 4 * j + 4] = (ask[0], ask[1], bid[0], bid[1])
+    return row
+
+
+def price_levels_for(events: np.ndarray, tick_units: int) -> int:
+    """A ladder wide enough for twice the file's price range, as a power of two."""
+    priced = events["price"][(events["kind"] != R.EV_HALT) & (events["price"] > 0)]
+    span = int((priced.max() - priced.min()) // tick_units) if len(priced) else 0
+    width = book_state.MIN_PRICE_LEVELS
+    while width < 2 * span + 1024 and width < book_state.MAX_PRICE_LEVELS:
+        width *= 2
+    return width

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import book as K
+from kernels import book_state
 from kernels import flow
 from kernels import records as R
+
+from .prices import PRICE_SCALE
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class MixSettings:
     """What the mix's book needs: replay into ``OrderBook(tick_size=..., price_levels=...)``."""
 
     tick_size: float = 0.01
-    price_scale: int = 10_000
+    price_scale: int = PRICE_SCALE
     price_levels: int = 8192
     mid: float = 100.0
     half_span_ticks: int = 600     # passive orders up to this far behind the mid: ~750 levels occupied
@@ -47,7 +49,7 @@ def order_mix(n: int, seed: int = 0, settings: MixSettings = MixSettings()) -> n
         raise ValueError(f"n={n} must be at least 1")
     tick = round(settings.tick_size * settings.price_scale)
     mid = round(settings.mid * settings.price_scale)
-    state = K.allocate_state(1, n + 16, settings.price_levels, [tick])
+    state = book_state.allocate_state(1, n + 16, settings.price_levels, [tick])
     scratch_fills = np.zeros(n + 16, dtype=R.FILL)
     events = np.zeros(n, dtype=R.EVENT)
     live = np.zeros(n, dtype=np.int64)

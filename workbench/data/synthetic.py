@@ -20,11 +20,11 @@ import numpy as np
 import polars as pl
 
 from kernels import records as R
-from kernels import simulator as S
+from kernels import simulator as ksim
 
 from .convert import as_date, from_records
+from .prices import PRICE_SCALE
 
-PRICE_SCALE = 10_000
 SESSION_START_NS = 34_200 * 1_000_000_000  # 09:30 after midnight, like LOBSTER
 SESSION_SECONDS = 23_400.0                 # 09:30-16:00
 
@@ -175,35 +175,35 @@ def simulate(
     market_weight = _positive("market_weight", market_weight, allow_zero=True)
     chol = np.linalg.cholesky(correlation_matrix(n_symbols, correlation))
 
-    fparams = np.zeros(S.N_FPARAMS)
-    fparams[S.P_DURATION_S] = duration_s
-    fparams[S.P_RATE] = rate
-    fparams[S.P_U_DEPTH] = _positive("u_depth", u_depth, allow_zero=True)
-    fparams[S.P_HAWKES_ALPHA] = alpha
-    fparams[S.P_HAWKES_BETA] = beta
-    fparams[S.P_SIGMA_S] = _positive("daily_vol", daily_vol, allow_zero=True) / math.sqrt(SESSION_SECONDS)
-    fparams[S.P_JUMP_RATE] = _positive("jumps_per_day", jumps_per_day, allow_zero=True) / SESSION_SECONDS
-    fparams[S.P_JUMP_SCALE] = _positive("jump_scale", jump_scale, allow_zero=True)
-    fparams[S.P_P_LIMIT] = limit_weight
-    fparams[S.P_P_MARKET] = market_weight
-    fparams[S.P_CANCEL_RATE] = limit_weight / target_depth
-    fparams[S.P_OFFSET_MEAN] = _positive("offset_mean_ticks", offset_mean_ticks)
-    fparams[S.P_PARTIAL_CANCEL] = _probability("partial_cancel", partial_cancel)
-    fparams[S.P_ROUND_LOT_P] = _probability("round_lot_p", round_lot_p)
-    fparams[S.P_LOTS_MEAN] = max(_positive("lots_mean", lots_mean), 1.0)
-    fparams[S.P_ODD_LOG_MU] = math.log(_positive("odd_median", odd_median))
-    fparams[S.P_ODD_LOG_SIGMA] = _positive("odd_sigma", odd_sigma, allow_zero=True)
-    fparams[S.P_PRESSURE_TICKS] = 2.0
-    fparams[S.P_JUMP_EXCITE] = 5.0 * beta * (1.0 if arrivals == "hawkes" else 0.0)
+    fparams = np.zeros(ksim.N_FPARAMS)
+    fparams[ksim.P_DURATION_S] = duration_s
+    fparams[ksim.P_RATE] = rate
+    fparams[ksim.P_U_DEPTH] = _positive("u_depth", u_depth, allow_zero=True)
+    fparams[ksim.P_HAWKES_ALPHA] = alpha
+    fparams[ksim.P_HAWKES_BETA] = beta
+    fparams[ksim.P_SIGMA_S] = _positive("daily_vol", daily_vol, allow_zero=True) / math.sqrt(SESSION_SECONDS)
+    fparams[ksim.P_JUMP_RATE] = _positive("jumps_per_day", jumps_per_day, allow_zero=True) / SESSION_SECONDS
+    fparams[ksim.P_JUMP_SCALE] = _positive("jump_scale", jump_scale, allow_zero=True)
+    fparams[ksim.P_P_LIMIT] = limit_weight
+    fparams[ksim.P_P_MARKET] = market_weight
+    fparams[ksim.P_CANCEL_RATE] = limit_weight / target_depth
+    fparams[ksim.P_OFFSET_MEAN] = _positive("offset_mean_ticks", offset_mean_ticks)
+    fparams[ksim.P_PARTIAL_CANCEL] = _probability("partial_cancel", partial_cancel)
+    fparams[ksim.P_ROUND_LOT_P] = _probability("round_lot_p", round_lot_p)
+    fparams[ksim.P_LOTS_MEAN] = max(_positive("lots_mean", lots_mean), 1.0)
+    fparams[ksim.P_ODD_LOG_MU] = math.log(_positive("odd_median", odd_median))
+    fparams[ksim.P_ODD_LOG_SIGMA] = _positive("odd_sigma", odd_sigma, allow_zero=True)
+    fparams[ksim.P_PRESSURE_TICKS] = 2.0
+    fparams[ksim.P_JUMP_EXCITE] = 5.0 * beta * (1.0 if arrivals == "hawkes" else 0.0)
 
-    iparams = np.zeros(S.N_IPARAMS, dtype=np.int64)
-    iparams[S.I_SEED] = seed % (2**32)
-    iparams[S.I_TICK] = tick_units
-    iparams[S.I_LOT] = lot
-    iparams[S.I_START_NS] = start_ns
-    iparams[S.I_INITIAL_ORDERS] = initial_orders
-    iparams[S.I_MARKET_AS_ORDERS] = 1 if market_as_orders else 0
-    iparams[S.I_MAX_SWEEP_LEVELS] = max_sweep_levels
+    iparams = np.zeros(ksim.N_IPARAMS, dtype=np.int64)
+    iparams[ksim.I_SEED] = seed % (2**32)
+    iparams[ksim.I_TICK] = tick_units
+    iparams[ksim.I_LOT] = lot
+    iparams[ksim.I_START_NS] = start_ns
+    iparams[ksim.I_INITIAL_ORDERS] = initial_orders
+    iparams[ksim.I_MARKET_AS_ORDERS] = 1 if market_as_orders else 0
+    iparams[ksim.I_MAX_SWEEP_LEVELS] = max_sweep_levels
 
     live_capacity = 8 * target_depth + 2 * initial_orders
     start_log_mid = np.log(np.asarray(prices, dtype=np.float64) * price_scale)
@@ -221,10 +221,10 @@ def simulate(
         events = np.zeros(room, dtype=R.EVENT)
         trades = np.zeros(room // 2 + live_capacity, dtype=R.FILL)
         fundamental = np.zeros(n_symbols)
-        status, n_ev, n_tr = S.simulate_flow(fparams, iparams, start_log_mid, chol, live_id,
+        status, n_ev, n_tr = ksim.simulate_flow(fparams, iparams, start_log_mid, chol, live_id,
                                              live_price, live_qty, live_side, live_ts, n_live,
                                              events, trades, fundamental)
-        if status == S.SIM_OK:
+        if status == ksim.SIM_OK:
             break
         room *= 2  # same seed, bigger buffers: the run is reproduced exactly, then finished
     params = dict(n_symbols=n_symbols, seed=seed, duration_s=duration_s, rate=rate,
@@ -307,7 +307,7 @@ def synthetic_bars(symbols, start, end, interval: str = "1d", seed: int = 0,
             "open": np.round(open_, 4), "high": np.round(high, 4), "low": np.round(low, 4),
             "close": np.round(close, 4), "adj_close": np.round(close, 4), "volume": volume,
         }))
-    from .yahoo import BAR_SCHEMA
+    from .bars import BAR_SCHEMA
 
     if not frames:
         return pl.DataFrame(schema=BAR_SCHEMA)
@@ -316,7 +316,7 @@ def synthetic_bars(symbols, start, end, interval: str = "1d", seed: int = 0,
 
 # ------------------------------------------------------------ book-derived views
 def top_of_book(events: np.ndarray, tick: int = 100) -> np.ndarray:
-    """Best bid/ask (``kernels.l2book.BBO``) of each event's symbol right after each event.
+    """Best bid/ask (``kernels.records.BBO``) of each event's symbol right after each event.
 
     Sizes are aggregated per price level on a ladder spanning the flow's prices;
     ``update_id`` holds the event's order id. Exact for a complete flow (the simulator's);
@@ -340,7 +340,7 @@ def top_of_book(events: np.ndarray, tick: int = 100) -> np.ndarray:
             span = max(span, (int(p.max()) - int(low[s])) // tick + 1)
     bids = np.zeros((n_symbols, span), dtype=np.int64)
     asks = np.zeros_like(bids)
-    out = np.zeros(len(events), dtype=l2book.BBO)
+    out = np.zeros(len(events), dtype=R.BBO)
     l2book.top_of_book_l3(events, low, tick, bids, asks, out)
     return out
 

@@ -54,20 +54,11 @@ import numpy as np
 import polars as pl
 
 from .cache import ParquetCache
+from .bars import BAR_SCHEMA
 from .convert import as_date
 
 log = logging.getLogger(__name__)
 
-BAR_SCHEMA = {
-    "symbol": pl.Utf8,
-    "ts": pl.Datetime("ns", "UTC"),
-    "open": pl.Float64,
-    "high": pl.Float64,
-    "low": pl.Float64,
-    "close": pl.Float64,
-    "adj_close": pl.Float64,
-    "volume": pl.Int64,
-}
 # What one cache chunk holds: Yahoo's values as yfinance returns them, plus actions.
 CHUNK_SCHEMA = {
     "ts": pl.Datetime("ns", "UTC"),

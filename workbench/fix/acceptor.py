@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import fix as K
+from kernels.records import EXEC_REPORT
+from workbench.data.prices import PRICE_SCALE
 from workbench.enums import OrderStatus, OrderType, Side, TimeInForce
 from workbench.fix.session import FixSession, InboundMessage, Outgoing
 
@@ -46,7 +47,7 @@ class EngineApplication:
     def __init__(self, engine):
         self.engine = engine
         self.symbols = tuple(engine.symbols)
-        self.price_scale = int(getattr(engine, "price_scale", 10_000))
+        self.price_scale = int(getattr(engine, "price_scale", PRICE_SCALE))
         self.orders: dict[int, _Order] = {}
         self.by_cl_ord_id: dict[tuple[int, str], int] = {}
         self.seen_cl_ord_ids: set[tuple[int, str]] = set()   # every NewOrderSingle, kept or not
@@ -66,7 +67,7 @@ class EngineApplication:
     # ----------------------------------------------------------------- reports
     def _report(self, order_id: int, order: _Order, exec_type: str, status: str, leaves: int,
                 last_px: float = 0.0, last_qty: int = 0) -> np.ndarray:
-        r = np.zeros(1, K.EXEC_REPORT)[0]
+        r = np.zeros(1, EXEC_REPORT)[0]
         scale = self.price_scale
         r["order_id"] = order_id
         r["exec_id"] = next(self._exec_ids)
@@ -87,7 +88,7 @@ class EngineApplication:
         return r
 
     def _outgoing(self, records: list, cl_ord_ids: list[str]) -> Outgoing:
-        return Outgoing(reports=np.array(records, K.EXEC_REPORT), cl_ord_ids=cl_ord_ids,
+        return Outgoing(reports=np.array(records, EXEC_REPORT), cl_ord_ids=cl_ord_ids,
                         symbols=self.symbols, price_scale=self.price_scale)
 
     def _reject(self, session, msg: InboundMessage, text: str) -> list[Outgoing]:

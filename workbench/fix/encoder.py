@@ -2,7 +2,7 @@
 
 ``encode_execution_report`` turns ``FILL`` (or ``EXEC_REPORT``) records into wire
 ExecutionReports with correct BodyLength and CheckSum through
-``kernels.fix.encode_exec_reports``; ``execution_reports_from_fills`` is the step in
+``kernels.fix.encode.encode_exec_reports``; ``execution_reports_from_fills`` is the step in
 between, from one side's point of view. ``build_message`` renders the low-rate session
 messages (Logon, Heartbeat, Reject, ...) in plain Python.
 """
@@ -13,8 +13,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from kernels import fix as K
-from kernels.records import FILL, SELL
+from kernels.fix.encode import encode_exec_reports, put_timestamp
+from kernels.records import EXEC_REPORT, FILL, SELL
+from workbench.data.prices import PRICE_SCALE
 
 __all__ = ["build_message", "checksum", "encode_execution_report", "encode_execution_reports",
            "execution_reports_from_fills"]
@@ -41,7 +42,7 @@ def build_message(msg_type: str, fields: Iterable[tuple[int, object]], *,
 def format_timestamp(ns: int) -> str:
     """ns since the epoch -> FIX UTCTimestamp with milliseconds."""
     out = np.zeros(21, np.uint8)
-    K.put_timestamp(out, 0, int(ns))
+    put_timestamp(out, 0, int(ns))
     return out.tobytes().decode()
 
 
@@ -73,7 +74,7 @@ def execution_reports_from_fills(fills: np.ndarray, *, perspective: str = "maker
     if perspective not in ("maker", "taker"):
         raise ValueError(f"perspective={perspective!r} is not one of maker, taker")
     n = fills.shape[0]
-    reports = np.zeros(n, K.EXEC_REPORT)
+    reports = np.zeros(n, EXEC_REPORT)
     ids = fills["maker_id"] if perspective == "maker" else fills["taker_id"]
     qty = fills["qty"].astype(np.int64)
     cum = _running_by_id(ids, qty)
@@ -118,11 +119,11 @@ def _scale_digits(price_scale: int) -> int:
 def encode_execution_reports(reports: np.ndarray, *, sender_comp_id: str, target_comp_id: str,
                              first_seq: int = 1, sending_time: int | None = None,
                              symbols: Sequence[str] = (), cl_ord_ids: Sequence[str] | None = None,
-                             price_scale: int = 10_000, begin_string: str = "FIX.4.4",
+                             price_scale: int = PRICE_SCALE, begin_string: str = "FIX.4.4",
                              delimiter: bytes = SOH) -> tuple[np.ndarray, np.ndarray]:
     """``EXEC_REPORT`` records -> (buffer, offsets); message k is buffer[offsets[k]:offsets[k+1]]."""
-    if not isinstance(reports, np.ndarray) or reports.dtype != K.EXEC_REPORT:
-        raise ValueError("reports: need a numpy array of kernels.fix.EXEC_REPORT")
+    if not isinstance(reports, np.ndarray) or reports.dtype != EXEC_REPORT:
+        raise ValueError("reports: need a numpy array of kernels.records.EXEC_REPORT")
     if delimiter not in (SOH, b"|"):
         raise ValueError(f"delimiter={delimiter!r} is not one of SOH, '|'")
     for name, value in (("sender_comp_id", sender_comp_id), ("target_comp_id", target_comp_id)):
@@ -155,7 +156,7 @@ def encode_execution_reports(reports: np.ndarray, *, sender_comp_id: str, target
     out = np.empty(max(1, len(reports) * per_message), np.uint8)
     offsets = np.zeros(len(reports) + 1, np.int64)
     now = time.time_ns() if sending_time is None else int(sending_time)
-    total = K.encode_exec_reports(
+    total = encode_exec_reports(
         reports, text_pool, symbol_pool, symbol_offsets,
         np.frombuffer(begin_string.encode(), np.uint8), np.frombuffer(comp, np.uint8),
         int(first_seq), now, int(price_scale), digits, delimiter[0], out, offsets)

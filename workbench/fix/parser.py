@@ -16,8 +16,14 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from kernels import fix as K
-from kernels.records import EVENT
+from kernels.fix import decode as fix_decode
+from kernels.fix import fields as fix_fields
+from kernels.fix import frame as fix_frame
+from kernels.fix import validate as fix_validate
+from kernels.records import (
+    EVENT, EXEC_REPORT, FIX_FIELD, FIX_MESSAGE, MAX_SCAN_BYTES, MD_ENTRY, MT_W, MT_X, SR_NONE,
+)
+from workbench.data.prices import PRICE_SCALE
 from workbench.fix.dictionary import SESSION_REJECT_NAMES, load_dictionary
 
 __all__ = ["FixBatch", "Workspace", "parse", "as_buffer", "symbol_keys", "PARALLEL_MIN_BYTES"]
@@ -49,7 +55,7 @@ def symbol_keys(symbols: Sequence[str]) -> np.ndarray:
     keys = np.empty(len(symbols), np.int64)
     for i, name in enumerate(symbols):
         raw = np.frombuffer(str(name).encode("latin-1"), np.uint8)
-        keys[i] = K.symbol_key(raw, 0, raw.shape[0])
+        keys[i] = fix_fields.symbol_key(raw, 0, raw.shape[0])
     if len(set(keys.tolist())) != len(keys):
         raise ValueError(f"symbols={list(symbols)!r} contains duplicates")
     return keys
@@ -76,11 +82,11 @@ class Workspace:
 def _scan_serial(buf: np.ndarray, start: int, stream: bool, ws: Workspace):
     """Serial scan into worst-case-sized outputs (a field takes >= 3 bytes, a message >= 22)."""
     n = buf.shape[0]
-    msgs = ws.take("msgs", K.FIX_MESSAGE, (n - start) // 20 + 16)
-    fields = ws.take("fields", K.FIX_FIELD, (n - start) // 3 + 64)
-    counts = np.zeros(K.N_FIX_COUNTS, np.int64)
-    n_msgs, n_fields, pos, status = K.scan_range(buf, start, n, stream, msgs, fields, counts)
-    if status == K.SCAN_FULL:  # cannot happen with the sizes above; never fail silently
+    msgs = ws.take("msgs", FIX_MESSAGE, (n - start) // 20 + 16)
+    fields = ws.take("fields", FIX_FIELD, (n - start) // 3 + 64)
+    counts = np.zeros(fix_frame.N_FIX_COUNTS, np.int64)
+    n_msgs, n_fields, pos, status = fix_frame.scan_range(buf, start, n, stream, msgs, fields, counts)
+    if status == fix_frame.SCAN_FULL:  # cannot happen with the sizes above; never fail silently
         raise RuntimeError("FIX scan outputs overflowed their worst-case size")
     return msgs[:n_msgs], fields[:n_fields], counts, int(pos), int(status)
 
@@ -95,7 +101,7 @@ def _chunk_starts(buf: np.ndarray, n_chunks: int) -> list[int]:
     n = buf.shape[0]
     starts = [0]
     for c in range(1, n_chunks):
-        s = int(K.find_begin(buf, c * n // n_chunks, n))
+        s = int(fix_frame.find_begin(buf, c * n // n_chunks, n))
         if starts[-1] < s < n:
             starts.append(s)
     return starts
@@ -115,19 +121,20 @@ def _scan_parallel(buf: np.ndarray, n_chunks: int, ws: Workspace, validate: bool
     msg_offsets[1:] = np.cumsum(lengths // 20 + 16)
     field_offsets = np.zeros(len(starts) + 1, np.int64)
     field_offsets[1:] = np.cumsum(lengths // 3 + 256)
-    msgs = ws.take("chunk_msgs", K.FIX_MESSAGE, int(msg_offsets[-1]))
-    fields = ws.take("chunk_fields", K.FIX_FIELD, int(field_offsets[-1]))
+    msgs = ws.take("chunk_msgs", FIX_MESSAGE, int(msg_offsets[-1]))
+    fields = ws.take("chunk_fields", FIX_FIELD, int(field_offsets[-1]))
     # rows padded to two cache lines so chunks never write the same line
     counts = np.zeros((len(starts), 16), np.int64)
     results = np.zeros((len(starts), 16), np.int64)
-    K.scan_chunks(buf, starts, stops, msgs, msg_offsets, fields, field_offsets, counts, results,
-                  validate, *load_dictionary().tables())
-    consistent = bool(np.all(results[:-1, 2] == starts[1:])) and not np.any(results[:, 3] == K.SCAN_FULL)
+    fix_decode.scan_chunks(buf, starts, stops, msgs, msg_offsets, fields, field_offsets, counts,
+                           results, validate, *load_dictionary().tables())
+    consistent = (bool(np.all(results[:-1, 2] == starts[1:]))
+                  and not np.any(results[:, 3] == fix_frame.SCAN_FULL))
     if not consistent:
         return (*_scan_serial(buf, 0, False, ws), False)
-    n_msgs, n_fields = K.compact_chunks(msgs, msg_offsets, fields, field_offsets, results)
-    counts = counts[:, :K.N_FIX_COUNTS].sum(axis=0)
-    return msgs[:n_msgs], fields[:n_fields], counts, int(results[-1, 2]), K.SCAN_DONE, validate
+    n_msgs, n_fields = fix_decode.compact_chunks(msgs, msg_offsets, fields, field_offsets, results)
+    counts = counts[:, :fix_frame.N_FIX_COUNTS].sum(axis=0)
+    return msgs[:n_msgs], fields[:n_fields], counts, int(results[-1, 2]), fix_frame.SCAN_DONE, validate
 
 
 @dataclass
@@ -144,7 +151,7 @@ class FixBatch:
     counts: np.ndarray
     validated: bool
     symbols: tuple[str, ...] = ()
-    price_scale: int = 10_000
+    price_scale: int = PRICE_SCALE
     consumed: int = 0  # stream mode: bytes fully handled (the rest is an incomplete tail)
     workspace: Workspace | None = field(default=None, repr=False)
     n_chunks: int = 1   # > 1: decoding runs in parallel over this many message ranges
@@ -154,18 +161,19 @@ class FixBatch:
     @property
     def framing_rejects(self) -> dict[str, int]:
         """Framing reject counts by reason (every reason, zeros included)."""
-        return {K.FIX_REASON_NAMES[r]: int(self.counts[r]) for r in range(1, K.N_FIX_REJECT_REASONS)}
+        return {fix_frame.FIX_REASON_NAMES[r]: int(self.counts[r])
+                for r in range(1, fix_frame.N_FIX_REJECT_REASONS)}
 
     @property
     def validation_rejects(self) -> dict[str, int]:
         """Dictionary (session-level) rejects by reason, only reasons that occurred."""
         reasons = self.messages["reject_reason"]
-        codes, numbers = np.unique(reasons[reasons != K.SR_NONE], return_counts=True)
+        codes, numbers = np.unique(reasons[reasons != SR_NONE], return_counts=True)
         return {SESSION_REJECT_NAMES.get(int(c), f"reason_{int(c)}"): int(k) for c, k in zip(codes, numbers)}
 
     @property
     def valid_mask(self) -> np.ndarray:
-        return self.messages["reject_reason"] == K.SR_NONE
+        return self.messages["reject_reason"] == SR_NONE
 
     def summary(self) -> dict:
         """messages / valid / rejected and the reasons (framing and validation) that occurred."""
@@ -188,11 +196,11 @@ class FixBatch:
         return self.buffer[m["start"]:m["end"]].tobytes()
 
     def msg_type(self, i: int) -> str:
-        return K.unpack_msg_type(int(self.messages[i]["msg_type"]))
+        return fix_frame.unpack_msg_type(int(self.messages[i]["msg_type"]))
 
     def get(self, i: int, tag: int, default=None) -> bytes | None:
         """The raw value of the first ``tag`` in message ``i``."""
-        k = K.find_field(self.fields, self.messages[i], tag)
+        k = fix_fields.find_field(self.fields, self.messages[i], tag)
         return default if k < 0 else self.value(k)
 
     def message_dict(self, i: int) -> dict[int, str]:
@@ -212,14 +220,14 @@ class FixBatch:
         return pl.DataFrame({
             "msg": np.arange(len(m), dtype=np.int64),
             "start": m["start"], "end": m["end"],
-            "msg_type": [K.unpack_msg_type(int(c)) for c in m["msg_type"]],
-            "seq_num": pl.Series(seq).set(pl.Series(seq == K.NO_VALUE), None),
-            "sending_time": pl.Series(sent).set(pl.Series(sent == K.NO_VALUE), None)
+            "msg_type": [fix_frame.unpack_msg_type(int(c)) for c in m["msg_type"]],
+            "seq_num": pl.Series(seq).set(pl.Series(seq == fix_fields.NO_VALUE), None),
+            "sending_time": pl.Series(sent).set(pl.Series(sent == fix_fields.NO_VALUE), None)
                               .cast(pl.Datetime("ns", "UTC")),
             "sender": m["sender"],
             "n_fields": m["field_count"], "body_length": m["body_length"], "checksum": m["checksum"],
-            "valid": reject == K.SR_NONE,
-            "reject_reason": [SESSION_REJECT_NAMES.get(int(r)) if r != K.SR_NONE else None for r in reject],
+            "valid": reject == SR_NONE,
+            "reject_reason": [SESSION_REJECT_NAMES.get(int(r)) if r != SR_NONE else None for r in reject],
             "reject_tag": m["reject_tag"],
         })
 
@@ -254,14 +262,15 @@ class FixBatch:
         if self.n_chunks > 1 and len(self) >= 4 * self.n_chunks:
             bounds = _bounds(len(self), self.n_chunks)
             counts = np.zeros(self.n_chunks, np.int64)
-            K.decode_orders_chunks(self.buffer, self.messages, self.fields, bounds, self.symbol_keys,
-                                   self.price_scale, events, event_msg, counts)
+            fix_decode.decode_orders_chunks(self.buffer, self.messages, self.fields, bounds,
+                                            self.symbol_keys, self.price_scale, events, event_msg,
+                                            counts)
             if counts.sum() == len(self):  # every message an order: already contiguous
                 return events, event_msg
             keep = np.concatenate([np.arange(lo, lo + k) for lo, k in zip(bounds[:-1], counts)])
             return events[keep], event_msg[keep]
-        n = K.decode_orders(self.buffer, self.messages, self.fields, self.symbol_keys,
-                            self.price_scale, events, event_msg)
+        n = fix_decode.decode_orders(self.buffer, self.messages, self.fields, self.symbol_keys,
+                                     self.price_scale, events, event_msg)
         return events[:n], event_msg[:n]
 
     @property
@@ -277,18 +286,18 @@ class FixBatch:
     @cached_property
     def execution_reports(self) -> np.ndarray:
         """ExecutionReports (35=8) as ``EXEC_REPORT`` records."""
-        out = np.zeros(len(self), K.EXEC_REPORT)
-        n = K.decode_exec_reports(self.buffer, self.messages, self.fields, self.symbol_keys,
-                                  self.price_scale, out)
+        out = np.zeros(len(self), EXEC_REPORT)
+        n = fix_decode.decode_exec_reports(self.buffer, self.messages, self.fields, self.symbol_keys,
+                                           self.price_scale, out)
         return out[:n]
 
     @cached_property
     def _market_data(self):
-        is_md = np.isin(self.messages["msg_type"], [K.MT_X, K.MT_W])
+        is_md = np.isin(self.messages["msg_type"], [MT_X, MT_W])
         cap = int(self.messages["field_count"][is_md].sum()) // 2 + 1
-        out = np.zeros(cap, K.MD_ENTRY)
-        n, bad = K.decode_market_data(self.buffer, self.messages, self.fields, self.symbol_keys,
-                                      self.price_scale, out)
+        out = np.zeros(cap, MD_ENTRY)
+        n, bad = fix_decode.decode_market_data(self.buffer, self.messages, self.fields,
+                                               self.symbol_keys, self.price_scale, out)
         return out[:n], int(bad)
 
     @property
@@ -307,7 +316,7 @@ class FixBatch:
 
 
 def parse(data, *, validate: bool = True, parallel: bool | None = None, n_chunks: int | None = None,
-          symbols: Sequence[str] = (), price_scale: int = 10_000, stream: bool = False,
+          symbols: Sequence[str] = (), price_scale: int = PRICE_SCALE, stream: bool = False,
           workspace: Workspace | None = None) -> FixBatch:
     """Frame, checksum, index (and by default validate) every FIX message in ``data``.
 
@@ -321,8 +330,8 @@ def parse(data, *, validate: bool = True, parallel: bool | None = None, n_chunks
     if not isinstance(price_scale, (int, np.integer)) or price_scale <= 0:
         raise ValueError(f"price_scale={price_scale!r} must be a positive integer")
     buf = as_buffer(data)
-    if buf.shape[0] > K.MAX_SCAN_BYTES:
-        raise ValueError(f"data is {buf.shape[0]:,} bytes; parse at most {K.MAX_SCAN_BYTES:,} at a time")
+    if buf.shape[0] > MAX_SCAN_BYTES:
+        raise ValueError(f"data is {buf.shape[0]:,} bytes; parse at most {MAX_SCAN_BYTES:,} at a time")
     ws = workspace if workspace is not None else Workspace()
     if n_chunks is not None and (not isinstance(n_chunks, int) or n_chunks < 1):
         raise ValueError(f"n_chunks={n_chunks!r} must be a positive integer")
@@ -344,7 +353,7 @@ def parse(data, *, validate: bool = True, parallel: bool | None = None, n_chunks
     if validate and not validated:
         tables = load_dictionary().tables()
         if parallel and len(msgs) >= 4 * chunks:
-            K.validate_chunks(buf, msgs, fields, _bounds(len(msgs), chunks), *tables)
+            fix_validate.validate_chunks(buf, msgs, fields, _bounds(len(msgs), chunks), *tables)
         else:
-            K.validate(buf, msgs, fields, *tables)
+            fix_validate.validate(buf, msgs, fields, *tables)
     return batch

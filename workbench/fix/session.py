@@ -19,7 +19,12 @@ from typing import Callable
 
 import numpy as np
 
-from kernels import fix as K
+from kernels.fix.fields import NO_VALUE, timestamp_value
+from kernels.records import (
+    SR_COMP_ID_PROBLEM, SR_INCORRECT_DATA_FORMAT, SR_INVALID_MSG_TYPE, SR_NONE,
+    SR_REQUIRED_TAG_MISSING, SR_SENDING_TIME, SR_VALUE_OUT_OF_RANGE,
+)
+from workbench.data.prices import PRICE_SCALE
 from workbench.fix.dictionary import SESSION_REJECT_TEXT
 from workbench.fix.encoder import build_message, encode_execution_reports, format_timestamp
 from workbench.fix.parser import Workspace, parse
@@ -36,7 +41,7 @@ class InboundMessage:
     msg_type: str
     fields: dict[int, str]
     raw: bytes
-    reject_reason: int = K.SR_NONE
+    reject_reason: int = SR_NONE
     reject_tag: int = 0
 
     @property
@@ -57,7 +62,7 @@ class Outgoing:
     reports: np.ndarray | None = None       # EXEC_REPORT records (encoded by the kernel)
     cl_ord_ids: list[str] | None = None
     symbols: tuple[str, ...] = ()
-    price_scale: int = 10_000
+    price_scale: int = PRICE_SCALE
 
 
 class FixSession:
@@ -140,7 +145,7 @@ class FixSession:
         """Session-level Reject (35=3); RefTagID (371) only when a tag is to blame."""
         fields: list[tuple[int, object]] = [(45, msg.seq_num or 0),
                                             (58, SESSION_REJECT_TEXT.get(reason, "Rejected"))]
-        if tag is not None and reason != K.SR_INVALID_MSG_TYPE:
+        if tag is not None and reason != SR_INVALID_MSG_TYPE:
             fields.append((371, tag))
         fields += [(372, msg.msg_type), (373, reason)]
         return self.send("3", fields)
@@ -182,14 +187,14 @@ class FixSession:
             return [self._logout("Incorrect BeginString")] if self.logged_on else []
         if not self.logged_on:
             return self._on_logon(msg)
-        if msg.reject_reason != K.SR_NONE and msg.msg_type != "4":
+        if msg.reject_reason != SR_NONE and msg.msg_type != "4":
             return self._on_invalid(msg)
         if not self._good_time(msg.get(52)):
             self.expected_in = max(self.expected_in, (msg.seq_num or 0) + 1)
-            return [self._reject(msg, K.SR_SENDING_TIME), self._logout()]
+            return [self._reject(msg, SR_SENDING_TIME), self._logout()]
         if msg.get(49) != self.target_comp_id or msg.get(56) != self.sender_comp_id:
             self.expected_in = max(self.expected_in, (msg.seq_num or 0) + 1)
-            return [self._reject(msg, K.SR_COMP_ID_PROBLEM), self._logout()]
+            return [self._reject(msg, SR_COMP_ID_PROBLEM), self._logout()]
         if msg.msg_type == "5":  # a Logout is answered whatever its MsgSeqNum
             self.closed = True
             return [] if self.logout_sent else [self._logout()]
@@ -219,9 +224,9 @@ class FixSession:
         if seq < self.expected_in:
             if msg.get(43) == "Y":
                 if msg.get(122) is None:
-                    return [self._reject(msg, K.SR_REQUIRED_TAG_MISSING, 122)]
+                    return [self._reject(msg, SR_REQUIRED_TAG_MISSING, 122)]
                 if msg.get(122, "") > msg.get(52, ""):  # same format: text order is time order
-                    return [self._reject(msg, K.SR_SENDING_TIME), self._logout()]
+                    return [self._reject(msg, SR_SENDING_TIME), self._logout()]
                 return []  # a duplicate we already have
             self.closed = True
             return [self._logout(f"MsgSeqNum too low, expecting {self.expected_in} but received {seq}")]
@@ -276,7 +281,7 @@ class FixSession:
             begin = int(msg.get(7, "1"))
             end = int(msg.get(16, "0"))
         except ValueError:
-            return [self._reject(msg, K.SR_INCORRECT_DATA_FORMAT, 7)]
+            return [self._reject(msg, SR_INCORRECT_DATA_FORMAT, 7)]
         last = self.next_out - 1 if end == 0 or end >= self.next_out else end
         out: list[bytes] = []
         gap_start = None
@@ -311,8 +316,8 @@ class FixSession:
         if sending_time is None:
             return False
         raw = np.frombuffer(sending_time.encode("latin-1"), np.uint8)
-        ns = K.timestamp_value(raw, 0, raw.shape[0])
-        return ns != K.NO_VALUE and abs(ns - self.clock()) <= self.max_clock_skew * 1e9
+        ns = timestamp_value(raw, 0, raw.shape[0])
+        return ns != NO_VALUE and abs(ns - self.clock()) <= self.max_clock_skew * 1e9
 
     def _reset(self, msg: InboundMessage) -> list[bytes]:
         """Logon with ResetSeqNumFlag=Y: both sides start again at 1."""
@@ -326,9 +331,9 @@ class FixSession:
     def _on_sequence_reset(self, msg: InboundMessage) -> list[bytes]:
         new_seq = msg.get(36)
         if new_seq is None or not new_seq.isdigit():
-            return [self._reject(msg, K.SR_REQUIRED_TAG_MISSING, 36)]
+            return [self._reject(msg, SR_REQUIRED_TAG_MISSING, 36)]
         if int(new_seq) < self.expected_in:
-            return [self._reject(msg, K.SR_VALUE_OUT_OF_RANGE)]
+            return [self._reject(msg, SR_VALUE_OUT_OF_RANGE)]
         self.expected_in = int(new_seq)
         return self._drain()
 
@@ -345,7 +350,7 @@ class FixSession:
         return [self._reject(msg, msg.reject_reason, msg.reject_tag)] + self._drain()
 
     def _on_logon(self, msg: InboundMessage) -> list[bytes]:
-        if msg.msg_type != "A" or msg.reject_reason != K.SR_NONE:
+        if msg.msg_type != "A" or msg.reject_reason != SR_NONE:
             self.closed = True
             return []
         if msg.get(56) != self.sender_comp_id or (self.target_comp_id and msg.get(49) != self.target_comp_id):

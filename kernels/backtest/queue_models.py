@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-from .jit import kernel
+from ..jit import kernel
 
 
 @kernel

@@ -25,7 +25,7 @@ def dashboard(result, width: int = 900):
     from bokeh.layouts import column
     from bokeh.models import DataTable, TableColumn, ColumnDataSource
 
-    from .latency import LatencyRecorder, percentile_plot
+    from ..latency import LatencyRecorder, percentile_plot
     from bokeh.plotting import figure
 
     eq = result.equity

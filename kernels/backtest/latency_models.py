@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .jit import kernel
+from ..jit import kernel
 
 LAT_FEED = 0
 LAT_ENTRY = 1

@@ -1,0 +1,92 @@
+"""The order-id index: open addressing over two parallel arrays, from order id to pool slot.
+
+Owns the table's sizing (:func:`index_size`, :func:`index_shift`), its hashing
+(Fibonacci hashing, :func:`home`), the empty marker ``EMPTY_KEY`` and its kernels:
+:func:`index_find`, :func:`index_insert` and :func:`index_delete`.
+
+Structure and why: ``keys`` (int64) and ``slots`` (int32) of a power-of-two size,
+linear probing from the key's home position, at most half full, so a probe touches one
+or two cache lines. Deletion shifts followers back instead of leaving tombstones, so
+probe chains stay short under the add/cancel churn of real feeds.
+
+Contract: an entry is ``(order_id, slot)`` where ``slot`` indexes an ``ORDER`` pool.
+Keys are ``(order_id, book)``, since ids may repeat across the books of an engine: the
+book is not stored in the table but read from the order the slot points to
+(``pool[slot].symbol``). ``shift`` is ``index_shift(len(keys))``. Order ids are any
+int64 but ``EMPTY_KEY``. The caller inserts at the position :func:`index_find` returned
+for a missing key, and only while nothing changed the table in between.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .jit import kernel
+
+__all__ = ["EMPTY_KEY", "index_size", "index_shift", "home", "index_find", "index_insert",
+           "index_delete"]
+
+EMPTY_KEY = np.int64(-(2**63))
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def index_size(capacity: int) -> int:
+    """Table size for a pool of ``capacity`` orders: a power of two, at most half full."""
+    return 1 << max(4, int(2 * capacity - 1).bit_length())
+
+
+def index_shift(size: int) -> int:
+    """The hash shift of a table of ``size`` (a power of two): 64 - log2(size)."""
+    return 64 - (int(size).bit_length() - 1)
+
+
+@kernel(inline="always")
+def home(order_id, shift):
+    """The position where probing for ``order_id`` starts."""
+    return np.int64((np.uint64(order_id) * _GOLDEN) >> np.uint64(shift))
+
+
+@kernel(inline="always")
+def index_find(keys, slots, pool, shift, order_id, book):
+    """Table position of (order_id, book) if present, else ``-1 - first_empty_position``."""
+    mask = len(keys) - 1
+    h = home(order_id, shift)
+    while True:
+        k = keys[h]
+        if k == EMPTY_KEY:
+            return -1 - h
+        if k == order_id and pool[slots[h]].symbol == book:
+            return h
+        h = (h + 1) & mask
+
+
+@kernel(inline="always")
+def index_insert(keys, slots, pos, order_id, slot):
+    """Store (order_id -> slot) at ``pos``, a position :func:`index_find` returned as
+    ``-1 - pos`` for that id."""
+    keys[pos] = order_id
+    slots[pos] = slot
+
+
+@kernel
+def index_delete(keys, slots, shift, pos):
+    """Remove the entry at ``pos``, shifting back the followers that probed past it."""
+    mask = len(keys) - 1
+    i = pos
+    j = pos
+    while True:
+        j = (j + 1) & mask
+        k = keys[j]
+        if k == EMPTY_KEY:
+            break
+        h = home(k, shift)
+        if i <= j:
+            stays = i < h <= j
+        else:
+            stays = h > i or h <= j
+        if not stays:
+            keys[i] = k
+            slots[i] = slots[j]
+            i = j
+    keys[i] = EMPTY_KEY
+    slots[i] = -1
