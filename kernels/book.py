@@ -37,6 +37,20 @@ and, within a level, oldest order first; every match writes one ``FILL`` at the
 resting order's price. Every outcome (including rejects with their reason code) is
 returned, never raised.
 
+Input boundary
+--------------
+Every field of an event is range-checked here, in fast mode too, before it is used:
+the book index, the order id (``kernels.order_index.EMPTY_KEY`` is the index's empty
+marker: ``R_INVALID_ID``), side, order type, time in force, quantity (``R_QTY_TOO_LARGE``
+above ``kernels.records.MAX_QTY``) and price (``R_PRICE_TOO_LARGE`` above ``MAX_PRICE``;
+those limits are why no level quantity, liquidity sum or queue position can overflow).
+Each check is one compare. The views (:func:`top_levels`, :func:`resting_orders`,
+:func:`queue_position`) check the book index and side they are given and the length of
+their output arrays. The building blocks they call (``next_level``, ``rest_order``,
+``crossing_liquidity``, ...) trust their caller. The caller owns the buffers: the batch
+paths write ``fills`` through a view without bounds checks (``workbench.book`` checks
+that it is writeable and of the FILL dtype).
+
 The batch kernels work on views of the state without reference counts
 (``kernels.state_views.book_borrow``, ``kernels.pointers.borrow_fills``: the why is
 there); :func:`apply_one` reads the state and its fills buffer from one address
@@ -54,13 +68,14 @@ from .book_state import (
 )
 from .clock import now_ns
 from .jit import kernel
-from .order_index import index_delete, index_find, index_insert
+from .order_index import EMPTY_KEY, index_delete, index_find, index_insert
 from .pointers import address_as_pointer, borrow_fills
 from .records import (
     BUY, EV_ADD, EV_CANCEL, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN, EV_HALT,
-    EV_MODIFY, FOK, GTC, IOC, LIMIT, MARKET, R_DUPLICATE_ID, R_FOK_NOT_FILLABLE, R_HALTED,
-    R_INVALID_SIDE, R_INVALID_TYPE, R_NON_POSITIVE_PRICE, R_NON_POSITIVE_QTY, R_NONE,
-    R_OUTPUT_FULL, R_POOL_FULL, R_PRICE_OFF_TICK, R_PRICE_OUT_OF_BAND, R_UNKNOWN_ORDER,
+    EV_MODIFY, FOK, GTC, IOC, LIMIT, MARKET, MAX_PRICE, MAX_QTY, R_DUPLICATE_ID,
+    R_FOK_NOT_FILLABLE, R_HALTED, R_INVALID_ID, R_INVALID_SIDE, R_INVALID_TYPE,
+    R_NON_POSITIVE_PRICE, R_NON_POSITIVE_QTY, R_NONE, R_OUTPUT_FULL, R_POOL_FULL,
+    R_PRICE_OFF_TICK, R_PRICE_OUT_OF_BAND, R_PRICE_TOO_LARGE, R_QTY_TOO_LARGE, R_UNKNOWN_ORDER,
     R_UNKNOWN_SYMBOL, SELL, ST_CANCELLED, ST_DONE, ST_FILLED, ST_NEW, ST_PARTIALLY_FILLED,
     ST_REJECTED,
 )
@@ -345,6 +360,8 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
         return _reject(st, R_INVALID_SIDE, order_id, nf)
     if qty <= 0:
         return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+    if qty > MAX_QTY:
+        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
     if (order_type != LIMIT and order_type != MARKET) or (tif != GTC and tif != IOC and tif != FOK):
         return _reject(st, R_INVALID_TYPE, order_id, nf)
     b = st.books[book]
@@ -358,6 +375,8 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if order_type == LIMIT:
         if price <= 0:
             return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
+        if price > MAX_PRICE:
+            return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
         if b.anchored != 0:
             # One division gives both the tick check and the ladder index (the base is
             # a multiple of the tick): this is the hot path of every limit order.
@@ -397,7 +416,8 @@ def _find_for_update(st, order_id, book, side, price):
     pos = find_order(st, order_id, book)
     if pos >= 0:
         return pos
-    if st.counters[EC_ANON_FALLBACK] != 0 and price > 0 and (side == BUY or side == SELL):
+    if (st.counters[EC_ANON_FALLBACK] != 0 and 0 < price <= MAX_PRICE
+            and (side == BUY or side == SELL)):  # anonymous ids hold the price in 44 bits
         pos = find_order(st, anon_order_id(book, side, price), book)
         if pos >= 0:
             return pos
@@ -406,6 +426,10 @@ def _find_for_update(st, order_id, book, side, price):
 
 @kernel
 def _cancel(st, nf, kind, order_id, price, qty, book, side):
+    if qty < 0:  # 0 cancels the whole order; a negative size is an error, not "all"
+        return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+    if qty > MAX_QTY:
+        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
     pos = _find_for_update(st, order_id, book, side, price)
     if pos < 0:
         return _reject(st, R_UNKNOWN_ORDER, order_id, nf)
@@ -427,6 +451,8 @@ def _cancel(st, nf, kind, order_id, price, qty, book, side):
 def _execute(st, fills, nf, ts, order_id, price, qty, book, side):
     if qty <= 0:
         return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+    if qty > MAX_QTY:
+        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
     pos = _find_for_update(st, order_id, book, side, price)
     if pos < 0:
         return _reject(st, R_UNKNOWN_ORDER, order_id, nf)
@@ -449,6 +475,15 @@ def _execute(st, fills, nf, ts, order_id, price, qty, book, side):
 
 @kernel
 def _modify(st, fills, nf, ts, order_id, price, qty, book):
+    # 0 keeps the price or the quantity; below 0 is an error
+    if price < 0:
+        return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
+    if price > MAX_PRICE:
+        return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
+    if qty < 0:
+        return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+    if qty > MAX_QTY:
+        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
     pos = find_order(st, order_id, book)
     if pos < 0:
         return _reject(st, R_UNKNOWN_ORDER, order_id, nf)
@@ -487,13 +522,19 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
     """Apply one event; fills go to ``fills[nf:]``.
 
     Returns ``(status, reason, order_id, filled, leaves, nf)`` where ``nf`` is the
-    new count of fills written. A reject changes nothing. ``R_OUTPUT_FULL`` means
+    new count of fills written. A reject changes nothing (but the event and reject
+    counters). Checks, in order: book index, order id, then per kind: side, quantity,
+    order type and time in force, halt, duplicate id, price (adds); quantity (cancels,
+    executions); price and quantity, 0 meaning "unchanged" (modifies); quantity and
+    price (hidden and cross trades). ``R_OUTPUT_FULL`` means
     the fills buffer lacks room for the worst case of this event: nothing was
     applied; drain the buffer and retry.
     """
     st.counters[EC_EVENTS] += 1
     if book < 0 or book >= len(st.books):
         return _reject(st, R_UNKNOWN_SYMBOL, order_id, nf)
+    if order_id == EMPTY_KEY:
+        return _reject(st, R_INVALID_ID, order_id, nf)
     if kind == EV_ADD:
         return _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif)
     if kind == EV_CANCEL or kind == EV_DELETE:
@@ -504,6 +545,14 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
         return _modify(st, fills, nf, ts, order_id, price, qty, book)
     b = st.books[book]
     if kind == EV_EXECUTE_HIDDEN or kind == EV_CROSS:
+        if qty < 0:
+            return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+        if qty > MAX_QTY:
+            return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
+        if price < 0:
+            return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
+        if price > MAX_PRICE:
+            return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
         b.volume += qty
         b.trades += 1
         b.last_price = price
@@ -522,8 +571,10 @@ def apply_batch(st, events, fills, results, start):
 
     Returns ``(next_event, fills_written)``. ``next_event < len(events)`` means the
     fills buffer filled up: drain it and call again from ``next_event`` (nothing is
-    lost or applied twice).
+    lost or applied twice). A ``start`` outside ``0..len(events)`` applies nothing.
     """
+    if start < 0 or start > len(events):
+        return start, 0
     st = book_borrow(st)
     fills = borrow_fills(fills)
     nf = 0
@@ -599,11 +650,15 @@ def apply_one(ctx_address, ts, order_id, price, qty, book, kind, side, order_typ
 # ----------------------------------------------------------------------------- views
 @kernel
 def top_levels(st, book, side, out_price, out_qty, out_count):
-    """Fill the best ``len(out_price)`` levels of one side; returns how many exist."""
+    """Fill the best levels of one side, as many as the shortest output holds; returns
+    how many it wrote (-1 for a book index or side out of range)."""
+    if book < 0 or book >= len(st.books) or (side != BUY and side != SELL):
+        return -1
+    n = min(len(out_price), len(out_qty), len(out_count))
     b = st.books[book]
     idx = b.best[side]
     k = 0
-    while idx >= 0 and k < len(out_price):
+    while idx >= 0 and k < n:
         lv = st.levels[level_index(st, book, side, idx)]
         out_price[k] = b.base + idx * b.tick
         out_qty[k] = lv.qty
@@ -617,14 +672,17 @@ def top_levels(st, book, side, out_price, out_qty, out_count):
 def resting_orders(st, book, out):
     """Copy every resting order of ``book`` into ``out`` (ORDER records) in priority
     order: bids best price first, then asks best first, FIFO within a level.
-    Returns the count (``out`` must hold ``orders[0] + orders[1]``)."""
+    Returns the count written: ``out`` should hold ``orders[0] + orders[1]``, and a
+    shorter one gets the first ``len(out)`` (-1 for a book index out of range)."""
+    if book < 0 or book >= len(st.books):
+        return -1
     b = st.books[book]
     k = 0
     for side in range(2):
         idx = b.best[side]
         while idx >= 0:
             slot = st.levels[level_index(st, book, side, idx)].head
-            while slot >= 0:
+            while slot >= 0 and k < len(out):
                 out[k] = st.pool[slot]
                 k += 1
                 slot = st.pool[slot].next
@@ -635,7 +693,9 @@ def resting_orders(st, book, out):
 @kernel
 def queue_position(st, book, order_id):
     """(quantity ahead in the queue, orders ahead) of a resting order; (-1, -1) if
-    the order does not rest in ``book``."""
+    the order does not rest in ``book`` (or ``book`` is out of range)."""
+    if book < 0 or book >= len(st.books):
+        return -1, -1
     pos = find_order(st, order_id, book)
     if pos < 0:
         return -1, -1

@@ -13,8 +13,11 @@ Contract: an entry is ``(order_id, slot)`` where ``slot`` indexes an ``ORDER`` p
 Keys are ``(order_id, book)``, since ids may repeat across the books of an engine: the
 book is not stored in the table but read from the order the slot points to
 (``pool[slot].symbol``). ``shift`` is ``index_shift(len(keys))``. Order ids are any
-int64 but ``EMPTY_KEY``. The caller inserts at the position :func:`index_find` returned
-for a missing key, and only while nothing changed the table in between.
+int64 but ``EMPTY_KEY`` (``kernels.book.apply_event`` rejects that id with
+``R_INVALID_ID`` before it reaches the index: stored, it would read as an empty
+position and break the probe chains of other ids). The caller inserts at the position
+:func:`index_find` returned for a missing key, and only while nothing changed the table in
+between.
 """
 from __future__ import annotations
 

@@ -102,13 +102,41 @@ R_INVALID_TYPE = 10       # unknown order type / time in force / event kind
 R_NON_POSITIVE_PRICE = 11
 R_HALTED = 12
 R_OUTPUT_FULL = 13        # fills buffer full: the batch stops *before* this event
-N_REJECT_REASONS = 14
+R_INVALID_ID = 14         # order id is the id index's empty marker (kernels.order_index.EMPTY_KEY)
+R_QTY_TOO_LARGE = 15      # quantity above MAX_QTY
+R_PRICE_TOO_LARGE = 16    # price above MAX_PRICE
+N_REJECT_REASONS = 17
 
 REJECT_REASON_NAMES = (
     "none", "unknown_order", "duplicate_id", "non_positive_qty", "price_off_tick",
     "pool_full", "fok_not_fillable", "price_out_of_band", "unknown_symbol",
     "invalid_side", "invalid_type", "non_positive_price", "halted", "output_full",
+    "invalid_id", "qty_too_large", "price_too_large",
 )
+assert len(REJECT_REASON_NAMES) == N_REJECT_REASONS
+
+# -------------------------------------------------------------- engine input limits
+# What the book kernels represent without overflow. The kernels reject a row outside
+# them with a reason code; the Python layer (``workbench.book``) and the loaders raise
+# ``ValueError`` naming the field. Why these numbers:
+#
+# * ``MAX_QTY`` (2**31 - 1) times ``MAX_CAPACITY`` (2**31 - 2, the pool's int32 slot
+#   numbers) is below 2**62: a level's quantity, a side's crossing liquidity or a queue
+#   position, each a sum over at most every order of the pool, cannot overflow int64,
+#   and two such sums still add without overflow.
+# * ``MAX_PRICE`` (2**44 - 1 units: 1.76e9 at the default price scale of 10 000) keeps
+#   the anonymous-volume ids of ``kernels.book.anon_order_id`` (the price in 44 bits,
+#   ``book * 2 + side`` above it) distinct, negative and never ``EMPTY_KEY``, for
+#   fewer than ``MAX_BOOKS`` books.
+# * Order ids are any int64 but ``kernels.order_index.EMPTY_KEY`` (-2**63), the id
+#   index's empty marker; the Python layer takes ids from 1 to ``MAX_ORDER_ID``.
+# * A resting order's cumulative ``filled`` grows with each modify that adds quantity
+#   back; it stays exact for over 2**31 full refills of a ``MAX_QTY`` order.
+MAX_QTY = 2**31 - 1
+MAX_PRICE = 2**44 - 1
+MAX_CAPACITY = 2**31 - 2
+MAX_BOOKS = 2**16
+MAX_ORDER_ID = 2**63 - 1
 
 # ------------------------------------------------------------------------- dtypes
 EVENT = np.dtype(

@@ -12,7 +12,7 @@ import pytest
 simplefix = pytest.importorskip("simplefix")
 
 from workbench.book import Engine  # noqa: E402
-from workbench.fix import FixAcceptor  # noqa: E402
+from workbench.fix import AcceptorConfig, FixAcceptor  # noqa: E402
 
 
 class Client:
@@ -73,7 +73,7 @@ def _get(msg, tag) -> str:
 
 async def _scenario():
     engine = Engine(symbols=["AAPL", "MSFT"], tick_size=0.01, price_scale=10_000, capacity=1000)
-    async with FixAcceptor(engine) as acceptor:
+    async with FixAcceptor(engine, AcceptorConfig(counterparties=["SELLER", "BUYER"])) as acceptor:
         seller, buyer = Client("SELLER"), Client("BUYER")
         for client in (seller, buyer):
             await client.connect(acceptor.host, acceptor.port)
@@ -106,6 +106,7 @@ async def _scenario():
                          (44, "1"), (60, "20240102-14:30:03"))
         (rejected,) = await buyer.receive()
         assert (_get(rejected, 150), _get(rejected, 39)) == ("8", "8")
+        assert _get(rejected, 58) == "unknown Symbol 'NOPE'" and _get(rejected, 103) == "1"
 
         await buyer.send("1", (112, "PING"))
         (heartbeat,) = await buyer.receive()
@@ -116,7 +117,7 @@ async def _scenario():
             (logout,) = await client.receive()
             assert _get(logout, 35) == "5"
             client.writer.close()
-        seqs = [s.next_out for s in acceptor.sessions]
+        seqs = [acceptor.session_state(name).next_out for name in ("SELLER", "BUYER")]
         assert seqs == [6, 6]  # logon, ack, maker fill, cancel, logout / logon, fill, reject, hb, logout
 
 

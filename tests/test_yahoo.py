@@ -166,17 +166,135 @@ def test_recent_chunks_expire_settled_chunks_do_not(session, cache_dir):
     assert path.stat().st_mtime == settled
 
 
-def test_corrupt_cache_file_is_detected_deleted_and_refetched(session, cache_dir):
+def test_corrupt_cache_file_is_quarantined_never_deleted_and_refetched(session, cache_dir):
     good = load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
     path = ParquetCache(cache_dir).path("yahoo", "1d", "CRON", "2020-01-01")
     path.write_bytes(b"PAR1 this is not parquet")
-    with pytest.raises(MissingDataError):  # offline, the corrupt file counts as missing...
+    with pytest.raises(MissingDataError, match="quarantined"):  # offline, it counts as missing...
         load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, offline=True, now=NOW)
-    assert not path.exists()  # ...and was deleted
+    assert not path.exists()  # ...and was moved aside, not deleted
     path.write_bytes(b"garbage again")
     again = load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
     assert again.equals(good)  # online: refetched
     assert pl.read_parquet(path).height == good.height
+    kept = sorted((cache_dir / "quarantine" / "yahoo" / "1d" / "CRON").glob("*.parquet"))
+    assert sorted(p.read_bytes() for p in kept) == [b"PAR1 this is not parquet", b"garbage again"]
+
+
+# one corrupt chunk per class: (name, how to spoil the good frame, words of the reason)
+CORRUPTIONS = [
+    ("price as text", lambda f: f.with_columns(pl.col("close").cast(pl.Utf8)),
+     "column 'close' is String, expected Float64"),
+    ("missing column", lambda f: f.drop("adj_close"), "missing column(s) ['adj_close']"),
+    ("volume as float", lambda f: f.with_columns(pl.col("volume").cast(pl.Float64)),
+     "column 'volume' is Float64, expected Int64"),
+    ("NaN price", lambda f: f.with_columns(pl.lit(float("nan")).alias("open")),
+     "column 'open' has 1 value(s) not finite and > 0"),
+    ("negative price", lambda f: f.with_columns(-pl.col("low")),
+     "column 'low' has 1 value(s) not finite and > 0"),
+    ("zero price", lambda f: f.with_columns(pl.lit(0.0).alias("high")), "column 'high' has 1 value(s)"),
+    ("infinite price", lambda f: f.with_columns(pl.lit(float("inf")).alias("adj_close")),
+     "column 'adj_close' has 1 value(s) not finite and > 0 (first: inf"),
+    ("negative volume", lambda f: f.with_columns(pl.lit(-5, pl.Int64).alias("volume")),
+     "column 'volume' has 1 value(s) not finite and >= 0"),
+    ("null", lambda f: f.with_columns(pl.lit(None, pl.Float64).alias("close")), "column 'close' has 1 null"),
+    ("duplicate ts", lambda f: pl.concat([f, f]), "column 'ts' is not strictly increasing"),
+    ("unsorted ts", lambda f: pl.concat([f, f.with_columns(pl.col("ts").dt.offset_by("-1d"))]),
+     "column 'ts' is not strictly increasing"),
+    ("zero rows", lambda f: f.clear(), "zero rows"),
+    ("not parquet", None, "not a readable parquet file"),
+]
+
+
+@pytest.mark.parametrize("name, spoil, reason", CORRUPTIONS, ids=[c[0] for c in CORRUPTIONS])
+def test_invalid_chunk_is_reported_quarantined_and_refetched(name, spoil, reason, session, cache_dir,
+                                                             capsys):
+    import json
+
+    from workbench.cli import main
+
+    good = load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
+    path = ParquetCache(cache_dir).path("yahoo", "1d", "CRON", "2020-01-01")
+    if spoil is None:
+        path.write_bytes(b"PAR1\x00 not parquet at all")
+    else:
+        spoil(pl.read_parquet(path)).write_parquet(path)  # right place, no row-count note
+    bad_bytes = path.read_bytes()
+
+    # data info reads only: the file is marked invalid with its reason, and left in place
+    info = yahoo.cache_info(cache_dir).row(0, named=True)
+    assert (info["status"], info["file"]) == ("invalid", "yahoo/1d/CRON/2020-01-01.parquet")
+    assert reason in info["problem"]
+    assert main(["data", "info", "--cache-dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "1 invalid" in out and f"INVALID yahoo/1d/CRON/2020-01-01.parquet: {reason}" in out
+    assert path.read_bytes() == bad_bytes
+
+    # offline: never served; quarantined with a reason file, and reported as missing
+    with pytest.raises(MissingDataError, match="CRON 1d 2020-01-01..2021-01-01.*1 invalid cache file"):
+        load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, offline=True, now=NOW)
+    assert not path.exists()
+    [moved] = (cache_dir / "quarantine" / "yahoo" / "1d" / "CRON").glob("2020-01-01.*.parquet")
+    assert moved.read_bytes() == bad_bytes  # nothing lost
+    note = json.loads(moved.with_name(moved.name + ".reason.json").read_text())
+    assert note["original"] == "yahoo/1d/CRON/2020-01-01.parquet" and reason in note["reason"]
+    assert note["bytes"] == len(bad_bytes) and note["quarantined_at"]
+
+    # online: refetched (recorded responses), served, and the quarantined copy is kept
+    again = load_bars("CRON", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
+    assert again.equals(good)
+    assert moved.read_bytes() == bad_bytes
+    table = yahoo.cache_info(cache_dir)
+    assert sorted(table["status"]) == ["ok", "quarantined"]
+    q = table.filter(pl.col("status") == "quarantined").row(0, named=True)
+    assert (q["symbol"], q["chunk"]) == ("CRON", "2020-01-01")
+    assert q["file"] == moved.relative_to(cache_dir).as_posix()
+    assert reason in q["problem"]
+    assert main(["data", "info", "--cache-dir", str(cache_dir), "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert sorted(f["status"] for f in files) == ["ok", "quarantined"]
+    assert main(["data", "info", "--cache-dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "1 files" in out and "1 quarantined" in out and f"QUARANTINED {q['file']}: {reason}" in out
+
+
+def test_an_empty_result_cached_on_purpose_stays_valid(session, cache_dir):
+    now = datetime(2025, 2, 10, tzinfo=timezone.utc)
+    load_bars("AAPL", "2025-02-01", "2025-02-03", interval="1m", cache_dir=cache_dir,
+              session=session, now=now)
+    path = ParquetCache(cache_dir).path("yahoo", "1m", "AAPL", "2025-01-27")
+    assert pl.read_parquet(path).is_empty()
+    assert pl.read_parquet_metadata(path)["workbench.rows"] == "0"  # the writer says: empty on purpose
+    info = yahoo.cache_info(cache_dir).row(0, named=True)
+    assert (info["status"], info["rows"], info["problem"]) == ("ok", 0, None)
+    assert load_bars("AAPL", "2025-02-01", "2025-02-03", interval="1m", cache_dir=cache_dir,
+                     offline=True, now=now).is_empty()
+    assert not (cache_dir / "quarantine").exists()
+
+
+def test_invalid_fresh_bars_are_refused_and_not_cached(cache_dir, monkeypatch):
+    def fetch(symbol, interval, a, b, session, yf_cache):
+        frame = pl.DataFrame({"ts": [datetime(2020, 1, 2, 5, tzinfo=timezone.utc)], "open": [1.0],
+                              "high": [1.0], "low": [float("nan")], "close": [1.0], "adj_close": [1.0],
+                              "volume": [10], "dividends": [0.0], "splits": [0.0],
+                              "tz": ["America/New_York"]})
+        return frame.cast(yahoo.CHUNK_SCHEMA)
+
+    monkeypatch.setattr(yahoo, "_fetch_chunk", fetch)
+    with pytest.raises(ValueError, match="invalid bars for XYZ 1d 2020-01-01..2021-01-01: column 'low'"):
+        load_bars("XYZ", "2020-01-01", "2020-01-04", cache_dir=cache_dir, now=NOW)
+    assert not list(cache_dir.rglob("*.parquet"))
+
+
+def test_cache_rules_check_per_group_and_the_reserved_key():
+    from workbench.data.cache import Rules
+
+    rules = Rules({"symbol": pl.Utf8, "t": pl.Int64}, increasing="t", within="symbol")
+    ok = pl.DataFrame({"symbol": ["A", "A", "B", "B"], "t": [1, 2, 1, 2]})
+    assert rules.check(ok) is None  # each symbol's clock restarts
+    assert "within symbol" in rules.check(ok.with_columns(pl.Series("t", [1, 2, 2, 2])))
+    with pytest.raises(ValueError, match="reserved"):
+        ParquetCache("/tmp").path("quarantine", "x")
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -241,3 +359,16 @@ def test_yfinance_history_frames_convert_with_time_zones(name, first_utc, zone_r
         local = frame["ts"].dt.convert_time_zone(zone_rows)
         assert (local.dt.hour() == 0).all()
         assert set(frame["ts"].dt.hour()) == {4, 5}
+
+
+def test_futures_may_trade_below_zero_but_stocks_may_not():
+    # WTI crude (CL=F) settled at -37.63 on 2020-04-20: a futures chunk needs only finite
+    # prices; a stock's negative price is invalid; NaN is invalid for both
+    ts = pl.Series("ts", [datetime(2020, 4, 20, tzinfo=timezone.utc)]).cast(pl.Datetime("ns", "UTC"))
+    row = pl.DataFrame({"ts": ts, "open": [17.73], "high": [17.85], "low": [-40.32], "close": [-37.63],
+                        "adj_close": [-37.63], "volume": [247_947], "dividends": [0.0], "splits": [0.0],
+                        "tz": ["America/New_York"]}).cast(yahoo.CHUNK_SCHEMA)
+    assert yahoo.chunk_rules("CL=F").check(row) is None
+    assert "not finite and > 0" in yahoo.chunk_rules("AAPL").check(row)
+    nan = row.with_columns(pl.lit(float("nan")).alias("close"))
+    assert "not finite" in yahoo.chunk_rules("CL=F").check(nan)

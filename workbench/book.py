@@ -9,6 +9,16 @@ with a status and a reject reason, never an exception.
 Prices cross this boundary as floats (``185.25``) and become integer price units
 (``price * price_scale``) inside; quantities are integers.
 
+The validation boundary: every public method checks its arguments before a kernel sees
+them and raises ``ValueError`` naming the field and the value. Integers are Python or
+numpy integers (converted exactly, never wrapped), never bools or floats; sides, order
+types and times in force are enum members, their names or their integer codes; prices
+are finite real numbers on the tick; quantities are 1..``kernels.records.MAX_QTY``,
+order ids 1..``MAX_ORDER_ID``, prices at most ``MAX_PRICE`` units (why those limits:
+``kernels.records``). Batched input (``submit_many``, ``apply``) is checked row by row
+in the kernel, which rejects a bad row with a reason code; the buffers ``apply`` writes
+must be writeable, of the right dtype, large enough and apart from the engine's state.
+
 Two paths into the kernels:
 
 * one order at a time (``submit``, ``cancel``, ``modify``, ``execute``): a single
@@ -19,8 +29,13 @@ Two paths into the kernels:
 """
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum
+from fractions import Fraction
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numba
@@ -55,6 +70,12 @@ def _lookup(enum_cls) -> dict:
 _SIDES = _lookup(Side)
 _TYPES = _lookup(OrderType)
 _TIFS = _lookup(TimeInForce)
+_MAX_QTY = R.MAX_QTY
+_MAX_PRICE = R.MAX_PRICE
+_MAX_ID = R.MAX_ORDER_ID
+# Automatic order ids run 1, 2, ... below this bound and skip past explicit ids below it;
+# explicit ids from it up to MAX_ORDER_ID never meet an automatic one.
+AUTO_ID_END = 2**62
 _LIMIT = R.LIMIT
 _EV_ADD = R.EV_ADD
 _EV_CANCEL = R.EV_CANCEL
@@ -102,14 +123,71 @@ class BatchResult:
         return {R.REJECT_REASON_NAMES[i]: int(c) for i, c in enumerate(counts) if c}
 
 
-def _positive_int(value, field: str) -> int:
+# ------------------------------------------------------------------ the validation boundary
+def _integer(value, field: str) -> int:
+    """``value`` as an exact Python int: a Python or numpy integer, never a bool."""
+    if isinstance(value, (bool, np.bool_, Enum)):
+        raise ValueError(f"{field}={value!r} must be an integer, not a {type(value).__name__}")
     try:
-        number = operator.index(value)
+        return operator.index(value)
     except TypeError:
         raise ValueError(f"{field}={value!r} must be an integer") from None
+
+
+def _positive_int(value, field: str, limit: int | None = None) -> int:
+    number = _integer(value, field)
     if number <= 0:
         raise ValueError(f"{field}={value!r} must be positive")
+    if limit is not None and number > limit:
+        raise ValueError(f"{field}={value!r} exceeds the engine's limit {limit}")
     return number
+
+
+def _qty(value, field: str = "qty") -> int:
+    return _positive_int(value, field, _MAX_QTY)
+
+
+def _order_id(value) -> int:
+    return _positive_int(value, "order_id", _MAX_ID)
+
+
+def _ts(value) -> int:
+    """An event time in ns: a non-negative int64 (0 or None: the engine's logical clock)."""
+    if value is None:
+        return 0
+    number = _integer(value, "ts")
+    if not 0 <= number <= _MAX_ID:
+        raise ValueError(f"ts={value!r} must be in 0..{_MAX_ID} (ns)")
+    return number
+
+
+def _code(value, table: dict, field: str, enum_cls) -> int:
+    """The integer code of an enum field: a member, its name (upper or lower case) or its
+    integer value (Python or numpy). Bools, floats and other enums' members are not codes."""
+    if type(value) is enum_cls:
+        return table[value]
+    if isinstance(value, str):
+        code = table.get(str(value))
+    elif isinstance(value, numbers.Integral) and not isinstance(value, (bool, Enum)):
+        code = table.get(int(value))
+    else:
+        code = None
+    if code is None:
+        names = [m.name for m in enum_cls]
+        raise ValueError(f"{field}={value!r} must be one of {names} (enum member, int or name)")
+    return code
+
+
+def _check_records(array, dtype, field: str, writeable: bool = False, min_len: int = 0) -> None:
+    if not isinstance(array, np.ndarray) or array.dtype != dtype:
+        got = getattr(array, "dtype", type(array).__name__)
+        raise ValueError(f"{field} must be a numpy array of kernels.records dtype, got {got}")
+    if array.ndim != 1 or not array.flags.c_contiguous:
+        raise ValueError(f"{field} must be a 1-d C-contiguous array, got shape {array.shape}")
+    if writeable and not array.flags.writeable:
+        raise ValueError(f"{field} must be a writeable array (got a read-only one)")
+    if len(array) < min_len:
+        raise ValueError(f"{field} has {len(array)} slots; it needs at least {min_len}")
 
 
 class _Books:
@@ -117,27 +195,34 @@ class _Books:
 
     def __init__(self, symbols: Sequence[str], tick_size, price_scale: int, capacity: int,
                  price_levels: int, anonymous_fallback: bool, record_fills: bool):
+        if not isinstance(symbols, (list, tuple)):
+            raise ValueError(f"symbols={symbols!r} must be a list or tuple of strings")
         symbols = list(symbols)
         if not symbols:
             raise ValueError("symbols=[] must name at least one symbol")
+        if len(symbols) > R.MAX_BOOKS:
+            raise ValueError(f"symbols: {len(symbols)} symbols exceed the engine's limit "
+                             f"{R.MAX_BOOKS}")
         for s in symbols:
             if not isinstance(s, str) or not s:
                 raise ValueError(f"symbol={s!r} must be a non-empty string")
+        symbols = [str(s) for s in symbols]
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"symbols={symbols!r} contains duplicates")
-        self._price_scale = _positive_int(price_scale, "price_scale")
+        self._price_scale = _positive_int(price_scale, "price_scale", _MAX_PRICE)
         capacity = _positive_int(capacity, "capacity")
-        if capacity > 2**31 - 2:
-            raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots")
+        if capacity > R.MAX_CAPACITY:
+            raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots "
+                             f"(at most {R.MAX_CAPACITY})")
         price_levels = _positive_int(price_levels, "price_levels")
         if (price_levels & (price_levels - 1) or not
                 book_state.MIN_PRICE_LEVELS <= price_levels <= book_state.MAX_PRICE_LEVELS):
             raise ValueError(f"price_levels={price_levels} must be a power of two in "
                              f"[{book_state.MIN_PRICE_LEVELS}, {book_state.MAX_PRICE_LEVELS}]")
         ticks = tick_size if isinstance(tick_size, Mapping) else {s: tick_size for s in symbols}
-        unknown = set(ticks) - set(symbols)
+        unknown = [t for t in ticks if not isinstance(t, str) or t not in symbols]
         if unknown:
-            raise ValueError(f"tick_size names unknown symbol(s) {sorted(unknown)}")
+            raise ValueError(f"tick_size names unknown symbol(s) {unknown!r}")
         tick_units = [self._tick_units(ticks.get(s, 0.01), s) for s in symbols]
 
         self._symbols = symbols
@@ -149,19 +234,24 @@ class _Books:
         self.state.counters[book_state.EC_ANON_FALLBACK] = 1 if anonymous_fallback else 0
         self._record_fills = bool(record_fills)
         self._fill_log: list[np.ndarray] = []
-        self._next_id = 1
+        self._next_id = 1  # the next automatic order id (below AUTO_ID_END)
         self._set_scratch(4096)
 
     # ----------------------------------------------------------------- set-up helpers
     def _tick_units(self, tick, symbol) -> int:
-        try:
-            tick = float(tick)
-        except (TypeError, ValueError):
-            raise ValueError(f"tick_size={tick!r} for {symbol} must be a number") from None
-        units = round(tick * self._price_scale)
-        if not tick > 0 or units < 1 or abs(units - tick * self._price_scale) > 1e-6 * units:
+        if isinstance(tick, (bool, np.bool_, Enum)) or not isinstance(tick, (numbers.Real, Decimal)):
+            raise ValueError(f"tick_size={tick!r} for {symbol} must be a number")
+        tick = float(tick)
+        exact = tick * self._price_scale
+        if not (math.isfinite(exact) and tick > 0):
+            raise ValueError(f"tick_size={tick!r} for {symbol} must be a positive finite number")
+        units = round(exact)
+        if units < 1 or abs(units - exact) > 1e-6 * units:
             raise ValueError(f"tick_size={tick!r} for {symbol} must be a positive multiple of "
                              f"1/price_scale (1/{self._price_scale})")
+        if units > _MAX_PRICE:
+            raise ValueError(f"tick_size={tick!r} for {symbol} exceeds the engine's maximum "
+                             f"price ({_MAX_PRICE} units)")
         return units
 
     def _set_scratch(self, size: int) -> None:
@@ -187,14 +277,29 @@ class _Books:
         return self._price_scale
 
     def to_units(self, price: float, book: int = 0, field: str = "price") -> int:
-        """A float price as integer price units, checked against the book's tick."""
+        """A price (a finite real number: int, float, numpy scalar, Decimal, Fraction) as
+        integer price units, checked against the book's tick and ``MAX_PRICE``."""
+        if type(book) is not int or not 0 <= book < len(self._symbols):
+            raise ValueError(f"book={book!r} is not a book index of this engine "
+                             f"(0..{len(self._symbols) - 1})")
+        if (isinstance(price, (bool, np.bool_, Enum))
+                or not isinstance(price, (numbers.Real, Decimal))):
+            raise ValueError(f"{field}={price!r} must be a finite number")
         try:
-            units = price * self._price_scale
+            if isinstance(price, numbers.Integral):
+                units = int(price) * self._price_scale  # exact: numpy ints never wrap
+            elif isinstance(price, (float, np.floating)):
+                units = float(price) * self._price_scale  # numpy floats would warn on overflow
+            else:
+                units = Fraction(price) * self._price_scale  # Decimal, Fraction: exact
             rounded = round(units)
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, ArithmeticError):
             raise ValueError(f"{field}={price!r} must be a finite number") from None
         if rounded <= 0:
             raise ValueError(f"{field}={price!r} must be positive")
+        if rounded > _MAX_PRICE:
+            raise ValueError(f"{field}={price!r} exceeds the engine's maximum price "
+                             f"{_MAX_PRICE / self._price_scale:g} ({_MAX_PRICE} units)")
         tick = self._tick_units_list[book]
         if abs(units - rounded) > 1e-6 * max(1.0, abs(units)) or rounded % tick:
             raise ValueError(f"{field}={price!r} is not a multiple of the tick size "
@@ -231,70 +336,68 @@ class _Books:
                                          _REASON[(code >> 8) & 0xFF], fills))
 
     def _submit(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
-        # One pass of checks, cheapest first: this is the per-order Python path.
-        try:
-            side_code = _SIDES[side]
-            type_code = _TYPES[order_type]
-            tif_code = _TIFS[tif]
-        except (KeyError, TypeError):
-            self._raise_enum_error(side, order_type, tif)
-        if type(qty) is not int:
-            qty = _positive_int(qty, "qty")
-        elif qty <= 0:
-            raise ValueError(f"qty={qty!r} must be positive")
+        # One pass of checks, cheapest first: this is the per-order Python path. Every
+        # value of an unexpected type goes to the precise (slower) check.
+        if type(side) is Side and type(order_type) is OrderType and type(tif) is TimeInForce:
+            side_code, type_code, tif_code = side, order_type, tif  # IntEnums: the kernel's ints
+        else:
+            side_code = _code(side, _SIDES, "side", Side)
+            type_code = _code(order_type, _TYPES, "order_type", OrderType)
+            tif_code = _code(tif, _TIFS, "tif", TimeInForce)
+        if type(qty) is not int or not 0 < qty <= _MAX_QTY:
+            qty = _qty(qty)
         if type_code == _LIMIT:
-            units = price * self._price_scale
-            if type(units) is float:
+            tp = type(price)
+            if tp is float:
+                units = price * self._price_scale
                 rounded = round(units) if units == units and units not in _INFINITIES else 0
+            elif tp is int:
+                units = rounded = price * self._price_scale
             else:
-                rounded = units if type(units) is int else 0
-            if rounded <= 0 or rounded % self._tick_units_list[book] or abs(units - rounded) > 1e-6 * rounded:
+                units = rounded = 0  # any other type: the precise check below
+            if (rounded <= 0 or rounded > _MAX_PRICE or rounded % self._tick_units_list[book]
+                    or abs(units - rounded) > 1e-6 * rounded):
                 rounded = self.to_units(price, book)  # raises the precise error
-        elif price is None or price == 0:
+        elif price is None or (type(price) in (int, float) and price == 0):
             rounded = 0
         else:
             raise ValueError(f"price={price!r} given for a market order (leave it None)")
+        if ts is None:
+            ts = 0
+        elif type(ts) is not int or not 0 <= ts <= _MAX_ID:
+            ts = _ts(ts)
         if order_id is None:
             order_id = self._next_id
+            if order_id >= AUTO_ID_END:
+                raise ValueError(f"order_id: automatic ids are exhausted (they stay below "
+                                 f"{AUTO_ID_END}); pass order_id explicitly")
             self._next_id = order_id + 1
         else:
-            if type(order_id) is not int or order_id <= 0:
-                order_id = _positive_int(order_id, "order_id")
-            if order_id >= self._next_id:
+            if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
+                order_id = _order_id(order_id)
+            if self._next_id <= order_id < AUTO_ID_END:
                 self._next_id = order_id + 1  # automatic ids never collide with given ones
         # The kernel call is inlined for the common case (no fills): one Python frame less.
-        code, filled, leaves = self._apply_one(self._ctx, 0 if ts is None else ts, order_id, rounded,
+        code, filled, leaves = self._apply_one(self._ctx, ts, order_id, rounded,
                                                qty, book, _EV_ADD, side_code, type_code, tif_code)
         if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
             return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
                                              _REASON[code >> 8], _NO_FILLS))
         return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side_code, rounded, qty,
-                            type_code, tif_code, 0 if ts is None else ts)
-
-    @staticmethod
-    def _raise_enum_error(side, order_type, tif):
-        for value, table, field, enum_cls in ((side, _SIDES, "side", Side),
-                                              (order_type, _TYPES, "order_type", OrderType),
-                                              (tif, _TIFS, "tif", TimeInForce)):
-            try:
-                table[value]
-            except (KeyError, TypeError):
-                names = [m.name for m in enum_cls]
-                raise ValueError(f"{field}={value!r} must be one of {names} "
-                                 "(enum member, int or name)") from None
+                            type_code, tif_code, ts)
 
     def _cancel(self, book, order_id, qty) -> OrderResult:
-        if type(order_id) is not int or order_id <= 0:
-            order_id = _positive_int(order_id, "order_id")
+        if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
+            order_id = _order_id(order_id)
         if qty is None:
             qty = 0
-        elif type(qty) is not int or qty <= 0:
-            qty = _positive_int(qty, "qty")
+        elif type(qty) is not int or not 0 < qty <= _MAX_QTY:
+            qty = _qty(qty)
         return self._call(_EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
 
     def _modify(self, book, order_id, price, qty) -> OrderResult:
-        if type(order_id) is not int or order_id <= 0:
-            order_id = _positive_int(order_id, "order_id")
+        if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
+            order_id = _order_id(order_id)
         if price is None:
             if qty is None:
                 raise ValueError("modify needs a new price, a new qty, or both")
@@ -303,13 +406,13 @@ class _Books:
             units = self.to_units(price, book)
         if qty is None:
             qty = 0
-        elif type(qty) is not int or qty <= 0:
-            qty = _positive_int(qty, "qty")
+        elif type(qty) is not int or not 0 < qty <= _MAX_QTY:
+            qty = _qty(qty)
         return self._call(_EV_MODIFY, book, order_id, 0, units, qty, 0, 0, 0)
 
     def _execute(self, book, order_id, qty) -> OrderResult:
-        order_id = _positive_int(order_id, "order_id")
-        qty = _positive_int(qty, "qty")
+        order_id = _order_id(order_id)
+        qty = _qty(qty)
         return self._call(R.EV_EXECUTE, book, order_id, 0, 0, qty, 0, 0, 0)
 
     # ------------------------------------------------------------------ batch path
@@ -320,23 +423,49 @@ class _Books:
         Applies ``events[start:]`` writing fills from ``fills_out[0]``; returns
         ``(next_event, fills_written)``. When ``next_event < len(events)`` the fills
         buffer is full: consume it and call again with ``start=next_event``.
+
+        Every row is checked by the kernel (a bad one is rejected with a reason code in
+        its RESULT). ``fills_out`` and ``results_out`` must be writeable 1-d arrays of
+        the FILL / RESULT dtype that share no memory with ``events``, each other or the
+        engine's state; ``results_out`` holds one row per event. ``ValueError`` when
+        ``fills_out`` is too small for even the next event's fills (nothing applied).
         """
-        self._check_records(events, R.EVENT, "events")
-        self._check_records(fills_out, R.FILL, "fills_out")
+        _check_records(events, R.EVENT, "events")
+        _check_records(fills_out, R.FILL, "fills_out", writeable=True, min_len=1)
+        outputs = [("fills_out", fills_out)]
         if results_out is None:
             results_out = _NO_RESULTS
         else:
-            self._check_records(results_out, R.RESULT, "results_out")
-            if len(results_out) < len(events):
-                raise ValueError(f"results_out has {len(results_out)} slots for {len(events)} events")
+            _check_records(results_out, R.RESULT, "results_out", writeable=True,
+                           min_len=len(events))
+            outputs.append(("results_out", results_out))
+        self._check_apart(outputs, events)
+        start = _integer(start, "start")
         if not 0 <= start <= len(events):
             raise ValueError(f"start={start} outside 0..{len(events)}")
         nxt, nf = kbook.apply_batch(self.state, events, fills_out, results_out, start)
-        return int(nxt), int(nf)
+        nxt, nf = int(nxt), int(nf)
+        if nxt == start < len(events):
+            self.state.counters[book_state.EC_OUTPUT_FULL] -= 1  # refused: as if never called
+            raise ValueError(f"fills_out has {len(fills_out)} slots, too few for the fills of "
+                             f"event {start}: nothing was applied; pass a larger buffer")
+        return nxt, nf
+
+    def _check_apart(self, outputs, events) -> None:
+        """Output buffers must not overlap the input, each other or the engine's state."""
+        others = [("events", events)] + [(f"the engine's state ({name})", array)
+                                         for name, array in zip(self.state._fields, self.state)]
+        others.append(("the engine's scratch buffer", self._scratch))
+        for i, (name, array) in enumerate(outputs):
+            for other_name, other in others + outputs[:i]:
+                if len(array) and len(other) and np.may_share_memory(array, other):
+                    raise ValueError(f"{name} shares memory with {other_name}")
 
     def submit_many(self, events: np.ndarray) -> BatchResult:
-        """Apply an EVENT array in one kernel call (zero copy); every fill is returned."""
-        self._check_records(events, R.EVENT, "events")
+        """Apply an EVENT array in one kernel call (zero copy); every fill is returned.
+        Every row is checked by the kernel: a bad one gets a RESULT with status
+        REJECTED and its reason, and changes nothing."""
+        _check_records(events, R.EVENT, "events")
         results = np.zeros(len(events), dtype=R.RESULT)
         chunks = []
         buffer = np.empty(max(1024, min(len(events) * 2, 1 << 20)), dtype=R.FILL)
@@ -355,14 +484,6 @@ class _Books:
             self._fill_log.append(fills)
         return BatchResult(results, fills)
 
-    @staticmethod
-    def _check_records(array, dtype, field):
-        if not isinstance(array, np.ndarray) or array.dtype != dtype:
-            got = getattr(array, "dtype", type(array).__name__)
-            raise ValueError(f"{field} must be a numpy array of kernels.records dtype, got {got}")
-        if array.ndim != 1 or not array.flags.c_contiguous:
-            raise ValueError(f"{field} must be a 1-d C-contiguous array")
-
     # ---------------------------------------------------------------------- views
     def _best(self, book, side):
         b = self.state.books[book]
@@ -372,7 +493,8 @@ class _Books:
         return (int(b["base"]) + idx * int(b["tick"])) / self._price_scale
 
     def _levels(self, book, side, n) -> list[tuple[float, int, int]]:
-        n = _positive_int(n, "n")
+        # a side never has more levels than the ladder has ticks
+        n = min(_positive_int(n, "n"), self._price_levels)
         prices = np.empty(n, np.int64)
         qty = np.empty(n, np.int64)
         count = np.empty(n, np.int64)
@@ -389,7 +511,7 @@ class _Books:
                                           "qty": pl.Int64, "orders": pl.Int64}, orient="row")
 
     def _vwap(self, book, side, n) -> float | None:
-        levels = self._levels(book, _SIDES.get(side, side), n)
+        levels = self._levels(book, _code(side, _SIDES, "side", Side), n)
         total = sum(q for _, q, _ in levels)
         if not total:
             return None
@@ -407,7 +529,7 @@ class _Books:
         })
 
     def _queue_position(self, book, order_id) -> tuple[int, int] | None:
-        qty_ahead, n_ahead = kbook.queue_position(self.state, book, _positive_int(order_id, "order_id"))
+        qty_ahead, n_ahead = kbook.queue_position(self.state, book, _order_id(order_id))
         return None if qty_ahead < 0 else (int(qty_ahead), int(n_ahead))
 
     def fills(self) -> pl.DataFrame:
@@ -622,11 +744,27 @@ class OrderBook(_Books):
                 f"<table>{head}{''.join(rows)}</table>")
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def _field(value, field: str, bounds: tuple[int, int], row: int) -> int:
+    number = _integer(value, f"{field} (row {row})")
+    if not bounds[0] <= number <= bounds[1]:
+        raise ValueError(f"{field}={value!r} (row {row}) does not fit the EVENT field "
+                         f"({bounds[0]}..{bounds[1]})")
+    return number
+
+
 def make_events(rows: Iterable[tuple] | None = None, *, n: int | None = None) -> np.ndarray:
     """An EVENT array from tuples ``(kind, order_id, side, price_units, qty[, order_type,
-    tif, symbol, ts])`` (kind/side/type/tif as enums or ints), or ``n`` zeroed records."""
+    tif, symbol, ts])`` (kind/side/type/tif as enums or ints), or ``n`` zeroed records.
+
+    Each value must fit its field (``ValueError`` naming it otherwise); values that fit
+    but the engine cannot take (an id of ``EMPTY_KEY``, a quantity above ``MAX_QTY``...)
+    are kept, and the kernel rejects their row with a reason code."""
     if rows is None:
-        return np.zeros(n or 0, dtype=R.EVENT)
+        return np.zeros(0 if n is None else _integer(n, "n"), dtype=R.EVENT)
     rows = list(rows)
     out = np.zeros(len(rows), dtype=R.EVENT)
     for i, row in enumerate(rows):
@@ -635,7 +773,9 @@ def make_events(rows: Iterable[tuple] | None = None, *, n: int | None = None) ->
         tif = rest[1] if len(rest) > 1 else TimeInForce.GTC
         symbol = rest[2] if len(rest) > 2 else 0
         ts = rest[3] if len(rest) > 3 else i + 1
-        out[i] = (ts, order_id, price, qty, symbol, int(EventKind.parse(kind, "kind")),
+        out[i] = (_field(ts, "ts", _INT64, i), _field(order_id, "order_id", _INT64, i),
+                  _field(price, "price", _INT64, i), _field(qty, "qty", _INT64, i),
+                  _field(symbol, "symbol", _INT32, i), int(EventKind.parse(kind, "kind")),
                   int(Side.parse(side, "side")), int(OrderType.parse(order_type, "order_type")),
                   int(TimeInForce.parse(tif, "tif")))
     return out

@@ -4,19 +4,37 @@ Commands are discovered, not listed: every module in ``workbench.commands`` defi
 ``register(subparsers)`` and adds its own sub-command with a handler
 (``parser.set_defaults(handler=...)``). Command modules import their heavy
 dependencies inside the handler so ``--help`` stays instant.
+
+Errors: bad input ends a command with **one line on stderr** (``error: <file or option>:
+<problem>``) and exit code 2, never a traceback. This is decided here, in one place
+(:func:`input_error_message`), for every command; a command only has to raise. Argument
+syntax errors (argparse's) are one line too. Anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import linecache
 import pkgutil
 import sys
+from pathlib import Path
 
 import workbench.commands as _commands
+from workbench.errors import InputError
+
+_PACKAGE = Path(__file__).resolve().parent
+_FILE_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (and still exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m workbench",
         description="hft-workbench: Numba matching engine, data, benchmarks and demos.",
     )
@@ -29,6 +47,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raised_by_workbench(exc: BaseException) -> bool:
+    """True when ``exc`` comes from a ``raise`` statement in the workbench package: the
+    library's argument validation (``raise ValueError(f"x={x!r} must be ...")``), as
+    opposed to a ValueError out of numpy/polars internals or a failed unpacking (bugs)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = Path(tb.tb_frame.f_code.co_filename).resolve()
+    if _PACKAGE not in filename.parents:
+        return False
+    return linecache.getline(str(filename), tb.tb_lineno).lstrip().startswith("raise ")
+
+
+def input_error_message(exc: BaseException) -> str | None:
+    """The one-line message for a known input error, or None when ``exc`` is a bug.
+
+    Known: :class:`workbench.errors.InputError` (loaders and commands raise it, naming
+    the file or option); a missing, unreadable or wrong-kind path (``FileNotFoundError``,
+    ``IsADirectoryError``, ``NotADirectoryError``, ``PermissionError``); and a
+    ``ValueError`` raised by the workbench's own argument validation.
+    """
+    if isinstance(exc, InputError):
+        text = str(exc)
+    elif isinstance(exc, _FILE_ERRORS):
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc)
+    elif isinstance(exc, ValueError) and _raised_by_workbench(exc):
+        text = str(exc)
+    else:
+        return None
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -38,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        message = input_error_message(exc)
+        if message is None:
+            raise  # a bug: the traceback is the useful report
+        print(f"error: {message}", file=sys.stderr)
         return 2

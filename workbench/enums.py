@@ -5,7 +5,8 @@ strings (``Side.parse("buy")``) for the Python layer.
 """
 from __future__ import annotations
 
-from enum import IntEnum
+import numbers
+from enum import Enum, IntEnum
 
 from kernels import records as R
 
@@ -13,7 +14,8 @@ from kernels import records as R
 class _Parseable(IntEnum):
     @classmethod
     def parse(cls, value, field: str | None = None):
-        """Accept a member, its integer value, or its name (any case)."""
+        """Accept a member, its integer value (a Python or numpy integer, never a bool or
+        another enum's member), or its name (any case)."""
         if isinstance(value, cls):
             return value
         if isinstance(value, str):
@@ -21,9 +23,9 @@ class _Parseable(IntEnum):
                 return cls[value.strip().upper()]
             except KeyError:
                 pass
-        elif isinstance(value, int) and not isinstance(value, bool):
+        elif (isinstance(value, numbers.Integral) and not isinstance(value, (bool, Enum))):
             try:
-                return cls(value)
+                return cls(int(value))
             except ValueError:
                 pass
         choices = ", ".join(m.name for m in cls)
@@ -81,6 +83,10 @@ class RejectReason(_Parseable):
     NON_POSITIVE_PRICE = R.R_NON_POSITIVE_PRICE
     HALTED = R.R_HALTED
     OUTPUT_FULL = R.R_OUTPUT_FULL
+    INVALID_ID = R.R_INVALID_ID
+    QTY_TOO_LARGE = R.R_QTY_TOO_LARGE
+    PRICE_TOO_LARGE = R.R_PRICE_TOO_LARGE
 
 
 assert len(RejectReason) == R.N_REJECT_REASONS
+assert [m.name.lower() for m in RejectReason] == list(R.REJECT_REASON_NAMES)

@@ -8,7 +8,9 @@ dict of price -> deque per side and a sorted list of prices. It is written to be
 not to be fast; the benchmark runs it as the baseline the kernels are measured against.
 
 It works in integer price units, like the kernels, and has no price window, so tests
-keep prices inside the engine's band.
+keep prices inside the engine's band (or skip the events the engine rejects with
+``R_PRICE_OUT_OF_BAND``). It applies the engine's input limits (``kernels.records``:
+``MAX_QTY``, ``MAX_PRICE``, the reserved id ``EMPTY_KEY``) with the same reject reasons.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from kernels import records as R
+from kernels.order_index import EMPTY_KEY
+
+_EMPTY_KEY = int(EMPTY_KEY)
 
 
 @dataclass
@@ -170,6 +175,8 @@ class ReferenceBook:
             return self._reject(R.R_INVALID_SIDE, order_id)
         if qty <= 0:
             return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
         if order_type not in (R.LIMIT, R.MARKET) or tif not in (R.GTC, R.IOC, R.FOK):
             return self._reject(R.R_INVALID_TYPE, order_id)
         if self.halted:
@@ -180,6 +187,8 @@ class ReferenceBook:
         if order_type == R.LIMIT:
             if price <= 0:
                 return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
+            if price > R.MAX_PRICE:
+                return self._reject(R.R_PRICE_TOO_LARGE, order_id)
             if price % self.tick:
                 return self._reject(R.R_PRICE_OFF_TICK, order_id)
         if rests and len(self.orders) >= self.capacity:
@@ -190,6 +199,10 @@ class ReferenceBook:
         return self._enter(ts, order_id, side, price, qty, order_type, tif, 0)
 
     def cancel(self, order_id, qty=0, delete=False):
+        if qty < 0:
+            return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
         o = self.orders.get(order_id)
         if o is None:
             return self._reject(R.R_UNKNOWN_ORDER, order_id)
@@ -202,6 +215,8 @@ class ReferenceBook:
     def execute(self, order_id, qty, ts=0):
         if qty <= 0:
             return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
         o = self.orders.get(order_id)
         if o is None:
             return self._reject(R.R_UNKNOWN_ORDER, order_id)
@@ -216,6 +231,14 @@ class ReferenceBook:
         return RefResult(R.ST_PARTIALLY_FILLED, R.R_NONE, order_id, trade, o.qty, fills)
 
     def modify(self, order_id, price=0, qty=0, ts=0):
+        if price < 0:
+            return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
+        if price > R.MAX_PRICE:
+            return self._reject(R.R_PRICE_TOO_LARGE, order_id)
+        if qty < 0:
+            return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
         o = self.orders.get(order_id)
         if o is None:
             return self._reject(R.R_UNKNOWN_ORDER, order_id)
@@ -233,6 +256,8 @@ class ReferenceBook:
 
     def apply(self, kind, order_id, side, price, qty, order_type=R.LIMIT, tif=R.GTC, ts=0):
         """One EVENT's worth of fields, dispatched like ``kernels.book.apply_event``."""
+        if order_id == _EMPTY_KEY:
+            return self._reject(R.R_INVALID_ID, order_id)
         if kind == R.EV_ADD:
             return self.add(order_id, side, price, qty, order_type, tif, ts)
         if kind in (R.EV_CANCEL, R.EV_DELETE):
@@ -242,6 +267,14 @@ class ReferenceBook:
         if kind == R.EV_MODIFY:
             return self.modify(order_id, price, qty, ts)
         if kind in (R.EV_EXECUTE_HIDDEN, R.EV_CROSS):
+            if qty < 0:
+                return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+            if qty > R.MAX_QTY:
+                return self._reject(R.R_QTY_TOO_LARGE, order_id)
+            if price < 0:
+                return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
+            if price > R.MAX_PRICE:
+                return self._reject(R.R_PRICE_TOO_LARGE, order_id)
             return RefResult(R.ST_DONE, R.R_NONE, order_id, qty, 0)
         if kind == R.EV_HALT:
             self.halted = price < 0

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 
+from workbench.errors import InputError
+
 
 def _key_value(text: str) -> tuple[str, float]:
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ValueError(f"--param {text!r} must look like name=value")
+        raise InputError(f"--param {text!r} must look like name=value")
     try:
         return key.strip(), float(value)
     except ValueError:
-        raise ValueError(f"--param {text!r}: {value!r} is not a number") from None
+        raise InputError(f"--param {text!r}: {value!r} is not a number") from None
 
 
 def register(subparsers) -> None:
@@ -56,7 +58,7 @@ def _run(args) -> int:
     if len(data) == 2 and data[0] in ("lobster", "binance"):
         data = data[1:]
     if len(data) != 1:
-        raise ValueError(f"--data {' '.join(args.data)!r}: give 'synthetic', 'lobster FILE', "
+        raise InputError(f"--data {' '.join(args.data)!r}: give 'synthetic', 'lobster FILE', "
                          "'binance FILE' or a file path")
     params = dict(_key_value(p) for p in args.param)
     risk = dict(_key_value(r) for r in args.risk)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from workbench.errors import InputError
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -30,7 +32,7 @@ def _run(args) -> int:
     names = sorted(suites) if args.suite == "all" else [args.suite]
     unknown = [n for n in names if n not in suites]
     if unknown:
-        raise ValueError(f"unknown bench suite {unknown[0]!r}; choose from {sorted(suites)} or 'all'")
+        raise InputError(f"unknown bench suite {unknown[0]!r}; choose from {sorted(suites)} or 'all'")
     results = {name: suites[name].run(quick=args.quick) for name in names}
     if args.json:
         print(json.dumps(results if args.suite == "all" else results[names[0]], indent=2))

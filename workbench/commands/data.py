@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                                                          "or the user cache dir)")
     fetch.set_defaults(handler=_fetch)
 
-    info = sub.add_parser("info", help="what is cached: files, sizes, ages")
+    info = sub.add_parser("info", help="what is cached: files, sizes, ages, invalid and "
+                                       "quarantined files")
     info.add_argument("--cache-dir", default=None)
     info.add_argument("--json", action="store_true")
     info.set_defaults(handler=_info)
@@ -90,12 +91,24 @@ def _info(args) -> int:
     if table.is_empty():
         print("nothing cached")
         return 0
+    status = pl.col("status")
+    live = status != "quarantined"
     per = table.group_by("source", "interval", "symbol", maintain_order=True).agg(
-        pl.len().alias("chunks"), pl.col("rows").sum(), pl.col("bytes").sum(),
-        pl.col("age_h").min().alias("newest_h"), pl.col("age_h").max().alias("oldest_h"))
-    with pl.Config(tbl_rows=200, tbl_hide_dataframe_shape=True):
+        live.sum().alias("chunks"), pl.col("rows").filter(status == "ok").sum(),
+        pl.col("bytes").filter(live).sum(),
+        pl.col("age_h").filter(live).min().alias("newest_h"),
+        pl.col("age_h").filter(live).max().alias("oldest_h"),
+        (status == "invalid").sum().alias("invalid"), (status == "quarantined").sum().alias("quarantined"))
+    with pl.Config(tbl_rows=200, tbl_cols=-1, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         print(per.sort("source", "interval", "symbol"))
-    print(f"{table.height} files, {table['bytes'].sum() / 1024 / 1024:.2f} MiB")
+    files = table.filter(live)
+    counts = {k: table.filter(status == k).height for k in ("invalid", "quarantined")}
+    print(f"{files.height} files, {files['bytes'].sum() / 1024 / 1024:.2f} MiB"
+          + "".join(f", {n} {k}" for k, n in counts.items() if n))
+    for row in table.filter(status == "invalid").iter_rows(named=True):
+        print(f"  INVALID {row['file']}: {row['problem']} (quarantined and refetched on the next load)")
+    for row in table.filter(status == "quarantined").iter_rows(named=True):
+        print(f"  QUARANTINED {row['file']}: {row['problem']} (kept for inspection; delete it by hand)")
     return 0
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.errors import InputError
+
 DATA_KINDS = ("synthetic", "lobster", "binance")
 
 
@@ -32,14 +34,14 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     kind, *rest = args.data
     if kind not in DATA_KINDS:
-        raise ValueError(f"--data {kind!r} must be one of {DATA_KINDS}")
+        raise InputError(f"--data {kind!r} must be one of {DATA_KINDS}")
     if len(rest) > 1 or (kind == "synthetic" and rest):
-        raise ValueError(f"--data {' '.join(args.data)!r}: give one file, and only for lobster/binance")
+        raise InputError(f"--data {' '.join(args.data)!r}: give one file, and only for lobster/binance")
     file = rest[0] if rest else None
     if file is not None and not Path(file).is_file():
-        raise FileNotFoundError(f"--data {kind} {file}: no such file")
+        raise InputError(f"--data {kind} {file}: no such file", path=file)
     if args.orders < 1:
-        raise ValueError(f"--orders={args.orders} must be at least 1")
+        raise InputError(f"--orders={args.orders} must be at least 1")
 
     from workbench.backtest import run_demo
 

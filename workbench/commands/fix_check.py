@@ -21,17 +21,22 @@ def _run(args) -> int:
     from pathlib import Path
 
     from kernels.fix.frame import FIX_REASON_NAMES, FIX_SKIPPED_BYTES, N_FIX_REJECT_REASONS
+    from workbench.errors import file_error
     from workbench.fix import parse
 
     path = Path(args.file)
     if not path.is_file():
         raise FileNotFoundError(f"file={args.file!r} does not exist")
     data = path.read_bytes()
+    if not data.strip():
+        raise file_error(path, "empty file (no FIX messages to check)")
     parse(data[:4096])  # load the compiled kernels before timing
     start = time.perf_counter()
     batch = parse(data)
     elapsed = time.perf_counter() - start
     summary = batch.summary()
+    if summary["messages"] == 0:
+        raise file_error(path, f"no FIX message found in its {len(data):,} bytes")
     reasons = {FIX_REASON_NAMES[r]: int(batch.counts[r]) for r in range(1, N_FIX_REJECT_REASONS)}
     reasons.update(batch.validation_rejects)
     rate = summary["messages"] / elapsed if elapsed > 0 and summary["messages"] else 0.0

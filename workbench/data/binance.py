@@ -23,13 +23,16 @@ wherever the two are comparable (the ticker's ``u`` equals the last update id ap
 to the book) and returns ``snapshots, updates, gaps, bbo_rows, comparable, matched, pct``.
 Prices are integers ``price * price_scale`` (default 10_000), sizes ``qty * qty_scale``
 (default 10**8, Binance's 8 decimals), parsed from the decimal strings exactly.
-Malformed lines are counted and reported, never fatal.
+Malformed lines are counted and reported, never fatal; a file that is no capture at all
+(empty, a truncated or corrupt gzip stream, no recognisable message on any line) is an
+:class:`~workbench.errors.InputError` naming the file and the problem.
 """
 from __future__ import annotations
 
 import gzip
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +42,7 @@ import polars as pl
 from kernels import l2book
 from kernels import records as R
 
+from ..errors import file_error
 from .convert import from_records
 from .prices import PRICE_SCALE
 
@@ -89,12 +93,28 @@ class BinanceCapture:
         return from_records(self.updates)
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+_LINE_FORMAT = "one '<recv_ts_ns> <json>' message a line"
+
+
 def _open(path: Path):
     with path.open("rb") as fh:
         magic = fh.read(2)
-    if magic == b"\x1f\x8b":
+    if magic == _GZIP_MAGIC:
         return gzip.open(path, "rt", encoding="utf-8", errors="replace")
     return path.open("rt", encoding="utf-8", errors="replace")
+
+
+def _numbered_lines(path: Path, fh):
+    """``(line_no, line)`` of an open capture; a truncated or corrupt gzip stream is an
+    InputError naming the file and the line it broke after."""
+    line_no = 0
+    try:
+        for line_no, line in enumerate(fh, 1):
+            yield line_no, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        where = f"after line {line_no}" if line_no else "before its first line"
+        raise file_error(path, f"truncated or corrupt gzip stream {where} ({exc})") from None
 
 
 def read_capture(path, price_scale: int = PRICE_SCALE, qty_scale: int = QTY_SCALE) -> BinanceCapture:
@@ -103,6 +123,11 @@ def read_capture(path, price_scale: int = PRICE_SCALE, qty_scale: int = QTY_SCAL
     if not path.is_file():
         raise FileNotFoundError(f"Binance capture not found: {path}")
     p_digits, q_digits = _digits(price_scale, "price_scale"), _digits(qty_scale, "qty_scale")
+    if path.stat().st_size == 0:
+        raise file_error(path, f"empty file (a Binance capture has {_LINE_FORMAT})")
+    with path.open("rb") as fh:
+        gzipped = fh.read(2) == _GZIP_MAGIC
+    lines_read = 0
     messages = []  # ("snapshot"|"diff", recv_ts, payload)
     tickers, trades, depth_rows = [], [], []
     malformed, examples = 0, []
@@ -115,7 +140,8 @@ def read_capture(path, price_scale: int = PRICE_SCALE, qty_scale: int = QTY_SCAL
             examples.append(f"line {line_no}: {reason}")
 
     with _open(path) as fh:
-        for line_no, line in enumerate(fh, 1):
+        for line_no, line in _numbered_lines(path, fh):
+            lines_read = line_no
             line = line.strip()
             if not line:
                 continue
@@ -166,6 +192,13 @@ def read_capture(path, price_scale: int = PRICE_SCALE, qty_scale: int = QTY_SCAL
                     bad(line_no, f"unknown message (stream={stream!r}, e={event!r})")
             except (KeyError, TypeError, ValueError) as exc:
                 bad(line_no, f"{type(exc).__name__}: {exc}")
+    if not (messages or tickers or trades):
+        if lines_read == 0:
+            raise file_error(path, f"empty capture (no lines; a Binance capture has {_LINE_FORMAT})")
+        what = "not gzip-compressed, and " if path.suffix == ".gz" and not gzipped else ""
+        first = f" (first: {examples[0]})" if examples else ""
+        raise file_error(path, f"not a Binance capture: {what}none of its {lines_read} line(s) is a "
+                               f"Binance message{first}")
 
     capture = BinanceCapture(
         updates=np.zeros(0, dtype=R.L2_UPDATE),

@@ -9,26 +9,42 @@ Rules every user of the cache gets:
 
 * **atomic writes**: a temp file in the same directory, fsynced, then ``os.replace``;
   a reader never sees a half-written file and a crash leaves at most a ``*.tmp``.
-* **corruption detection**: a file that does not parse as parquet, or lacks the
-  expected columns, is deleted and reported as missing (so the caller refetches).
+* **validation on read**: a file is checked against the caller's :class:`Rules` (exact
+  columns and types, no nulls, value ranges, a strictly increasing key, and rows > 0
+  unless the writer recorded a deliberately empty result). A file that fails (or does not
+  parse as parquet at all) is never served and never deleted: it is **quarantined**,
+  moved to ``<root>/quarantine/<its key path>/<chunk>.<UTC stamp>.parquet`` with a
+  ``<same name>.reason.json`` beside it (original path, reason, time, size), and the read
+  reports it as missing, so the caller refetches (or, offline, names it as missing).
+  ``quarantine`` is therefore a reserved first key part. Delete quarantined files by hand
+  once inspected.
+* **row count on write**: every file records its row count in its parquet key-value
+  metadata (``workbench.rows``); a zero-row file is valid only when that says 0 (an empty
+  result cached on purpose, like Yahoo's answer for a weekend).
 * **freshness**: the caller decides per entry how old is too old (``max_age_s``); the
   age is the file's modification time.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
 import polars as pl
 
 log = logging.getLogger(__name__)
 
 ENV_CACHE_DIR = "WORKBENCH_CACHE_DIR"
+QUARANTINE = "quarantine"          # <root>/quarantine/...: files that failed validation
+ROWS_KEY = "workbench.rows"        # parquet key-value metadata: rows the writer meant to write
+REASON_SUFFIX = ".reason.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -56,45 +72,171 @@ class CacheEntry:
     age_s: float
 
 
+@dataclass(frozen=True)
+class QuarantinedEntry:
+    path: Path          # where the file is now (under <root>/quarantine)
+    original: str       # its path relative to the cache root before it was moved
+    reason: str
+    quarantined_at: str  # ISO time, UTC
+    size: int
+    age_s: float        # since it was quarantined
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a valid cached frame is; :meth:`check` names the first thing that is not.
+
+    ``schema``: the exact columns and dtypes (extra columns are dropped on read);
+    no column may hold nulls. ``positive``: finite and > 0. ``non_negative``: finite and
+    >= 0. ``finite``: finite (any sign). ``increasing``: a column strictly increasing (sorted, no duplicates), within
+    each group of ``within`` when given (e.g. per symbol). A zero-row frame is valid
+    only when ``recorded_rows`` (the writer's note, :data:`ROWS_KEY`) says 0.
+    """
+
+    schema: Mapping[str, pl.DataType]
+    positive: tuple[str, ...] = ()
+    non_negative: tuple[str, ...] = ()
+    finite: tuple[str, ...] = ()
+    increasing: str | None = None
+    within: str | None = None
+    columns: tuple[str, ...] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "columns", tuple(self.schema))
+
+    def check(self, frame: pl.DataFrame, recorded_rows: str | None = None) -> str | None:
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            return f"missing column(s) {missing}"
+        for name, dtype in self.schema.items():
+            if frame.schema[name] != dtype:
+                return f"column {name!r} is {frame.schema[name]}, expected {dtype}"
+        if recorded_rows is not None and recorded_rows != str(frame.height):
+            return f"holds {frame.height} rows but was written with {recorded_rows}"
+        if frame.height == 0:
+            return None if recorded_rows == "0" else \
+                "zero rows, and the file does not record an empty result cached on purpose"
+        for name in self.columns:
+            nulls = frame.get_column(name).null_count()
+            if nulls:
+                return f"column {name!r} has {nulls} null value(s)"
+        for names, ok, wanted in ((self.positive, lambda c: c > 0, "finite and > 0"),
+                                  (self.non_negative, lambda c: c >= 0, "finite and >= 0"),
+                                  (self.finite, lambda c: c == c, "finite")):
+            for name in names:
+                col = pl.col(name)
+                good = ok(col) & col.is_finite() if frame.schema[name].is_float() else ok(col)
+                bad = frame.with_row_index("_row").filter(~good)
+                if bad.height:
+                    row = bad.row(0, named=True)
+                    return (f"column {name!r} has {bad.height} value(s) not {wanted} "
+                            f"(first: {row[name]} at row {row['_row']})")
+        if self.increasing is not None:
+            step = pl.col(self.increasing).to_physical().diff()  # datetimes as integers
+            if self.within is not None:
+                step = step.over(self.within)
+            bad = frame.with_row_index("_row").filter(step <= 0)
+            if bad.height:
+                row = bad.row(0, named=True)
+                per = f" within {self.within}" if self.within else ""
+                return (f"column {self.increasing!r} is not strictly increasing{per} (sorted, "
+                        f"unique): {bad.height} row(s) repeat or go back, first at row {row['_row']}")
+        return None
+
+
 class ParquetCache:
     """Parquet files keyed by tuples of strings under ``root``."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = cache_dir(root)
-        self.corrupt_dropped = 0
+        self.quarantined: list[Path] = []  # files this instance moved aside
 
     def path(self, *key: str) -> Path:
         if not key:
             raise ValueError("a cache key needs at least one part")
         *dirs, name = (escape(k) for k in key)
+        if (dirs[0] if dirs else name) == QUARANTINE:
+            raise ValueError(f"key {key!r}: {QUARANTINE!r} is reserved for quarantined files")
         return self.root.joinpath(*dirs, f"{name}.parquet")
 
     def age_s(self, path: Path, now: float | None = None) -> float:
         return (time.time() if now is None else now) - path.stat().st_mtime
 
-    def read(self, path: Path, required_columns=()) -> pl.DataFrame | None:
-        """The frame at ``path``; None when absent or corrupt (a corrupt file is deleted)."""
-        if not path.is_file():
-            return None
+    def validate(self, path: Path, rules: Rules | None = None) -> tuple[pl.DataFrame | None, str | None]:
+        """``(frame, None)`` when the file at ``path`` is valid (only ``rules``' columns kept),
+        ``(frame or None, problem)`` when not. Reads only: nothing is moved."""
         try:
             frame = pl.read_parquet(path)
-            missing = [c for c in required_columns if c not in frame.columns]
-            if missing:
-                raise ValueError(f"missing columns {missing}")
-            return frame
-        except Exception as exc:  # any parse failure means the bytes are not a usable file
-            log.warning("cache file %s is corrupt (%s): deleting it so it is refetched", path, exc)
-            self.corrupt_dropped += 1
-            path.unlink(missing_ok=True)
+            recorded = pl.read_parquet_metadata(path).get(ROWS_KEY)
+        except (Exception, pl.exceptions.PanicException) as exc:  # the bytes are not parquet
+            return None, f"not a readable parquet file ({_first_line(exc)})"
+        if rules is None:
+            return frame, None
+        problem = rules.check(frame, recorded)
+        return (frame, problem) if problem else (frame.select(rules.columns), None)
+
+    def read(self, path: Path, rules: Rules | None = None) -> pl.DataFrame | None:
+        """The frame at ``path``, checked against ``rules``; None when absent or invalid
+        (an invalid file is quarantined, see the module docstring, so the caller refetches)."""
+        if not path.is_file():
             return None
+        frame, problem = self.validate(path, rules)
+        if problem is None:
+            return frame
+        moved = self.quarantine(path, problem)
+        log.warning("cache file %s is invalid (%s): quarantined to %s; it counts as missing",
+                    path, problem, moved if moved is not None else "nowhere (could not move it)")
+        return None
+
+    def quarantine(self, path: Path, reason: str) -> Path | None:
+        """Move ``path`` under ``<root>/quarantine`` with a reason file beside it; the new
+        path, or None when it could not be moved (gone already, read-only cache)."""
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            rel = Path(path.name)
+        now = datetime.now(timezone.utc)
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        target_dir = self.root / QUARANTINE / rel.parent
+        try:
+            size = path.stat().st_size
+            target_dir.mkdir(parents=True, exist_ok=True)
+            n = 0
+            while True:
+                target = target_dir / f"{path.stem}.{stamp}{f'-{n}' if n else ''}{path.suffix}"
+                reason_path = target.with_name(target.name + REASON_SUFFIX)
+                if not target.exists() and not reason_path.exists():
+                    break
+                n += 1
+            reason_path.write_text(json.dumps({
+                "original": rel.as_posix(), "reason": reason,
+                "quarantined_at": now.isoformat(timespec="seconds"), "bytes": size}, indent=2) + "\n")
+            try:
+                os.replace(path, target)
+            except BaseException:
+                reason_path.unlink(missing_ok=True)
+                raise
+        except FileNotFoundError:
+            return None  # another reader moved it first
+        except OSError as exc:
+            log.error("could not quarantine cache file %s (%s): leaving it in place, not serving it",
+                      path, exc)
+            return None
+        self.quarantined.append(target)
+        return target
 
     def write(self, path: Path, frame: pl.DataFrame) -> Path:
-        """Write ``frame`` atomically (temp file + fsync + rename)."""
+        """Write ``frame`` atomically (temp file + fsync + rename), recording its row count."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                frame.write_parquet(fh)
+                frame.write_parquet(fh, metadata={ROWS_KEY: str(frame.height)})
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -110,5 +252,26 @@ class ParquetCache:
             return []
         now = time.time()
         found = [CacheEntry(p, p.stat().st_size, now - p.stat().st_mtime)
-                 for p in base.rglob("*.parquet")]
+                 for p in base.rglob("*.parquet")
+                 if p.relative_to(self.root).parts[0] != QUARANTINE]
         return sorted(found, key=lambda e: -e.age_s)
+
+    def quarantined_entries(self) -> list[QuarantinedEntry]:
+        """Every quarantined file with its reason, most recent first."""
+        base = self.root / QUARANTINE
+        if not base.is_dir():
+            return []
+        now = time.time()
+        out = []
+        for p in base.rglob("*.parquet"):
+            reason_path = p.with_name(p.name + REASON_SUFFIX)
+            try:
+                doc = json.loads(reason_path.read_text())
+                stamp = reason_path.stat().st_mtime
+            except (OSError, ValueError):
+                doc, stamp = {}, p.stat().st_mtime
+            out.append(QuarantinedEntry(
+                p, str(doc.get("original", p.relative_to(base).as_posix())),
+                str(doc.get("reason", "unknown (no reason file)")), str(doc.get("quarantined_at", "")),
+                p.stat().st_size, now - stamp))
+        return sorted(out, key=lambda e: e.age_s)

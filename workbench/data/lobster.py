@@ -23,6 +23,13 @@ column        dtype    meaning
 orderbook file, one row per message (``read_orderbook``): for each level 1..L the
 columns ``ask_price_i, ask_size_i, bid_price_i, bid_size_i`` (i64). Empty levels hold
 LOBSTER's dummies: ask price 9_999_999_999, bid price -9_999_999_999, size 0.
+
+Range checks (:func:`check_messages`, run by ``read_messages`` and ``to_events``): a
+``ValueError`` names the field, the value and its row for anything the engine cannot
+represent: a type outside 1..7, a direction other than 1/-1, the order id -2**63 (the
+id index's empty marker, ``kernels.order_index.EMPTY_KEY``), a size outside
+0..``MAX_QTY``, a price above ``MAX_PRICE`` or below 0 (a halt carries -1/0/1), a time
+whose nanoseconds do not fit int64.
 """
 from __future__ import annotations
 
@@ -35,7 +42,9 @@ import polars as pl
 
 from kernels import book_state
 from kernels import records as R
+from kernels.order_index import EMPTY_KEY
 
+from ..errors import InputError, file_error
 from .convert import to_records
 
 EMPTY_ASK_PRICE = 9_999_999_999
@@ -81,6 +90,65 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
+# ------------------------------------------------ file-format errors (empty, truncated, ...)
+MESSAGE_COLUMNS = ("time", "kind", "order_id", "size", "price", "direction")
+_DECIMAL = re.compile(r"\d+(\.\d+)?")
+_INTEGER = re.compile(r"-?\d+")
+_INT8 = ("kind", "direction")
+
+
+def _format_error(path: Path, what: str, columns, exc: Exception | None = None) -> InputError:
+    """Name the first line of ``path`` that is not ``len(columns)`` numbers (blank, short
+    or long, non-numeric, not text); called only once a fast read has failed."""
+    n = len(columns)
+    data = path.read_bytes()
+    if not data.strip():
+        return file_error(path, f"empty file (a LOBSTER {what} file has one row per message)")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    truncated = not data.endswith(b"\n")
+    for line_no, raw in enumerate(lines, 1):
+        last = " (the file ends mid-line: truncated?)" if truncated and line_no == len(lines) else ""
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return file_error(path, f"line {line_no} is not text (a LOBSTER {what} file is CSV)")
+        if not line:
+            return file_error(path, f"line {line_no} is blank")
+        fields = line.split(",")
+        if len(fields) != n:
+            return file_error(path, f"line {line_no} has {len(fields)} fields, a LOBSTER {what} "
+                                    f"file has {n}{last}")
+        for column, value in zip(columns, fields):
+            value = value.strip()
+            if column == "time":
+                if not _DECIMAL.fullmatch(value):
+                    return file_error(path, f"line {line_no}: time {value!r} is not a number of "
+                                            f"seconds{last}")
+            elif not _INTEGER.fullmatch(value):
+                return file_error(path, f"line {line_no}: {column} {value!r} is not an integer{last}")
+            elif column in _INT8 and not -128 <= int(value) <= 127:
+                return file_error(path, f"line {line_no}: {column} {value} is not a small integer "
+                                        "code")
+            elif not -2**63 <= int(value) < 2**63:
+                return file_error(path, f"line {line_no}: {column} {value} does not fit in 64 bits")
+    detail = str(exc).strip().splitlines()[0] if exc is not None and str(exc).strip() else "unreadable"
+    return file_error(path, f"not a LOBSTER {what} file ({detail})")
+
+
+def _collect(read, path: Path, what: str, columns) -> pl.DataFrame:
+    """``read()`` (a polars read of a headerless LOBSTER CSV), with every file-format
+    failure turned into one :class:`InputError` naming the file, the line and the problem."""
+    try:
+        frame = read()
+    except pl.exceptions.PolarsError as exc:
+        raise _format_error(path, what, columns, exc) from None
+    if frame.height == 0 or any(frame.null_count().row(0)):
+        raise _format_error(path, what, columns)
+    return frame
+
+
 def scan_messages(path: str | Path) -> pl.LazyFrame:
     """Lazy version of :func:`read_messages`."""
     path = _existing(path)
@@ -102,30 +170,65 @@ def scan_messages(path: str | Path) -> pl.LazyFrame:
 
 def read_messages(path: str | Path) -> pl.DataFrame:
     """The message file as a frame (schema in the module docstring)."""
-    frame = scan_messages(path).collect()
-    bad = frame.filter(~pl.col("kind").is_between(1, 7) | ~pl.col("direction").is_in([1, -1]))
-    if bad.height:
-        row = bad.row(0, named=True)
-        raise ValueError(f"{path}: {bad.height} message row(s) with an unknown type or direction, "
-                         f"first: kind={row['kind']} direction={row['direction']}")
+    frame = _collect(scan_messages(path).collect, Path(path), "message", MESSAGE_COLUMNS)
+    check_messages(frame, path)
     return frame
+
+
+_MAX_SECONDS = (2**63 - 1) // 1_000_000_000  # the largest time whose ns fit int64
+
+# (field, what is wrong, the rows where it is wrong), checked in this order
+_RANGE_CHECKS = (
+    ("kind", "is not a LOBSTER message type (1..7)", ~pl.col("kind").is_between(1, 7)),
+    ("direction", "is not 1 (buy) or -1 (sell)", ~pl.col("direction").is_in([1, -1])),
+    ("order_id", "is reserved (the order index's empty marker)",
+     pl.col("order_id") == int(EMPTY_KEY)),
+    ("size", f"is outside 0..{R.MAX_QTY} (the engine's MAX_QTY)",
+     ~pl.col("size").is_between(0, R.MAX_QTY)),
+    ("price", f"is above the engine's MAX_PRICE ({R.MAX_PRICE})", pl.col("price") > R.MAX_PRICE),
+    ("price", "is negative (only a halt carries -1)",
+     (pl.col("price") < 0) & (pl.col("kind") != R.EV_HALT)),
+    ("time_s", f"is outside 0..{_MAX_SECONDS} s", ~pl.col("time_s").is_between(0, _MAX_SECONDS)),
+)
+
+
+def check_messages(messages: pl.DataFrame, path: str | Path | None = None) -> None:
+    """Raise ``ValueError`` naming the field, value and row of the first message the
+    engine cannot represent (the list is in the module docstring)."""
+    source = "messages" if path is None else str(path)
+    for field, why, bad in _RANGE_CHECKS:
+        if field not in messages.columns:
+            if field == "time_s":
+                continue  # a frame built by hand may carry only ``ts``
+            raise ValueError(f"{source}: no {field!r} column")
+        rows = messages.with_row_index("_row").filter(bad.fill_null(True))
+        if rows.height:
+            first = rows.row(0, named=True)
+            where = f"row {first['_row']}" if path is None else f"line {first['_row'] + 1}"
+            problem = (f"{rows.height} message row(s) where {field} {why}; first: "
+                       f"{field}={first[field]} ({where})")
+            raise ValueError(f"{source}: {problem}") if path is None else file_error(path, problem)
 
 
 def read_orderbook(path: str | Path, levels: int | None = None) -> pl.DataFrame:
     """The orderbook file as a frame with ``ask_price_i, ask_size_i, bid_price_i, bid_size_i``."""
     path = _existing(path)
-    with path.open() as fh:
-        first = fh.readline()
-    n_cols = len(first.strip().split(","))
-    if n_cols == 0 or n_cols % 4:
-        raise ValueError(f"{path}: {n_cols} columns; a LOBSTER orderbook file has 4 per level")
+    with path.open("rb") as fh:
+        first = fh.readline().decode("utf-8", errors="replace").strip()
+    if not first:  # an empty file, or a blank first line
+        raise _format_error(path, "orderbook", ("ask_price_1", "ask_size_1", "bid_price_1", "bid_size_1"))
+    n_cols = len(first.split(","))
+    if n_cols % 4:
+        raise file_error(path, f"{n_cols} columns; a LOBSTER orderbook file has 4 per level")
     n_levels = n_cols // 4
-    if levels is not None and levels > n_levels:
-        raise ValueError(f"levels={levels} but {path} holds only {n_levels}")
+    if levels is not None and not 1 <= levels <= n_levels:
+        raise InputError(f"levels={levels} is out of range: {path} holds {n_levels} level(s), "
+                         f"so give 1..{n_levels}", path=path)
     names = [f"{field}_{i}" for i in range(1, n_levels + 1)
              for field in ("ask_price", "ask_size", "bid_price", "bid_size")]
-    frame = pl.read_csv(path, has_header=False, new_columns=names,
-                        schema_overrides={n: pl.Int64 for n in names})
+    frame = _collect(lambda: pl.read_csv(path, has_header=False, new_columns=names,
+                                         schema_overrides={n: pl.Int64 for n in names}),
+                     path, "orderbook", names)
     if levels is not None:
         frame = frame.select(names[: 4 * levels])
     return frame
@@ -136,11 +239,16 @@ def orderbook_levels(orderbook: pl.DataFrame) -> int:
 
 
 def to_events(messages: pl.DataFrame, symbol: int = 0) -> np.ndarray:
-    """Replay events (``kernels.records.EVENT``) for one symbol's message frame."""
+    """Replay events (``kernels.records.EVENT``) for one symbol's message frame, range-checked
+    by :func:`check_messages` first."""
+    if isinstance(symbol, (bool, np.bool_)) or not isinstance(symbol, (int, np.integer)) \
+            or not 0 <= symbol < R.MAX_BOOKS:
+        raise ValueError(f"symbol={symbol!r} must be a book index in 0..{R.MAX_BOOKS - 1}")
+    check_messages(messages)
     frame = messages.select(
         "ts", "order_id", "price",
         pl.col("size").alias("qty"),
-        pl.lit(symbol, pl.Int32).alias("symbol"),
+        pl.lit(int(symbol), pl.Int32).alias("symbol"),
         pl.col("kind"),
         pl.when(pl.col("direction") == 1).then(R.BUY).otherwise(R.SELL).cast(pl.Int8).alias("side"),
     )

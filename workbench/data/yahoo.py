@@ -30,6 +30,14 @@ an older chunk that is not cached is a ``ValueError`` naming the limit.
 A chunk whose end is close to the fetch time may still change, so it expires
 (1 hour for intraday, 12 hours for daily); a settled chunk never expires.
 
+Every cached chunk is checked when read (:data:`CHUNK_RULES`: the chunk schema with its
+exact types, no nulls, prices finite and > 0 (futures, ``=F``: finite), volume, dividends and splits >= 0, ``ts``
+strictly increasing, rows > 0 unless the empty answer was cached on purpose). A chunk that
+fails is quarantined (see :mod:`workbench.data.cache`) and refetched; offline it is
+missing. A freshly fetched chunk is sorted and de-duplicated by ``ts``, then checked by
+the same rules before it is cached: one that fails is a ``ValueError`` naming the
+symbol, chunk and problem, and nothing is cached.
+
 Offline (``offline=True`` or ``WORKBENCH_OFFLINE=1``, or the network failing) serves the
 cache, expired or not; anything not cached raises :class:`MissingDataError` naming the
 symbols, interval and chunks. ``fallback="synthetic"`` (or ``WORKBENCH_FALLBACK=synthetic``)
@@ -53,7 +61,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 import polars as pl
 
-from .cache import ParquetCache
+from .cache import ParquetCache, Rules
 from .bars import BAR_SCHEMA
 from .convert import as_date
 
@@ -72,6 +80,20 @@ CHUNK_SCHEMA = {
     "splits": pl.Float64,     # split ratio on the ex-date (4.0 for 4:1), else 0
     "tz": pl.Utf8,            # the exchange time zone
 }
+
+# What a valid cached chunk is (checked on every read, and on every fetch before caching).
+_PRICES = ("open", "high", "low", "close", "adj_close")
+CHUNK_RULES = Rules(CHUNK_SCHEMA, positive=_PRICES, non_negative=("volume", "dividends", "splits"),
+                    increasing="ts")
+# Futures (Yahoo's "=F" symbols) can trade below zero: WTI crude (CL=F) settled at
+# -37.63 on 2020-04-20. Their prices need only be finite.
+FUTURES_CHUNK_RULES = Rules(CHUNK_SCHEMA, finite=_PRICES,
+                            non_negative=("volume", "dividends", "splits"), increasing="ts")
+
+
+def chunk_rules(symbol: str) -> Rules:
+    """The rules a cached chunk of ``symbol`` must pass."""
+    return FUTURES_CHUNK_RULES if symbol.upper().endswith("=F") else CHUNK_RULES
 
 ENV_OFFLINE = "WORKBENCH_OFFLINE"
 ENV_FALLBACK = "WORKBENCH_FALLBACK"
@@ -97,13 +119,17 @@ INTERVALS = {
 class MissingDataError(LookupError):
     """Data is neither cached nor fetchable (offline or no network)."""
 
-    def __init__(self, missing: list[tuple[str, str, date, date]], cache_root: Path, cause=None):
+    def __init__(self, missing: list[tuple[str, str, date, date]], cache_root: Path, cause=None,
+                 quarantined=()):
         self.missing = missing
+        self.quarantined = list(quarantined)
         lines = [f"{sym} {interval} {a.isoformat()}..{b.isoformat()}" for sym, interval, a, b in missing]
         shown = "; ".join(lines[:8]) + (f"; ... ({len(lines)} chunks)" if len(lines) > 8 else "")
         why = f" (network: {cause})" if cause else " (offline)"
+        moved = (f" ({len(self.quarantined)} invalid cache file(s) were quarantined under "
+                 f"{Path(cache_root) / 'quarantine'})" if self.quarantined else "")
         super().__init__(
-            f"no cached Yahoo data for {shown}{why}; cache dir {cache_root}. Fetch it online "
+            f"no cached Yahoo data for {shown}{why}{moved}; cache dir {cache_root}. Fetch it online "
             f"(python -m workbench data fetch ...), or pass fallback='synthetic' / set "
             f"{ENV_FALLBACK}=synthetic for synthetic bars")
 
@@ -234,7 +260,7 @@ def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session
     frames = []
     for a, b in chunks(interval, start, end):
         path = cache.path("yahoo", interval, symbol, a.isoformat())
-        cached = cache.read(path, CHUNK_SCHEMA)
+        cached = cache.read(path, chunk_rules(symbol))  # None when absent, or invalid (quarantined)
         fresh = cached is not None and _chunk_is_fresh(cache, path, rule, b, now)
         if cached is not None and (fresh or offline[0]):
             frames.append(cached)
@@ -265,6 +291,11 @@ def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session
             else:
                 missing.append((symbol, interval, a, b))
             continue
+        fetched = fetched.unique("ts", keep="last", maintain_order=True).sort("ts")
+        problem = chunk_rules(symbol).check(fetched, str(fetched.height))
+        if problem:
+            raise ValueError(f"Yahoo sent invalid bars for {symbol} {interval} {a}..{b}: {problem}; "
+                             "nothing was cached")
         cache.write(path, fetched)
         frames.append(fetched)
         if progress_bar is not None:
@@ -375,7 +406,7 @@ def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, 
             bar.close()
     if missing:
         if fallback != "synthetic":
-            raise MissingDataError(missing, cache.root, offline_state[1])
+            raise MissingDataError(missing, cache.root, offline_state[1], cache.quarantined)
         from .synthetic import synthetic_bars
 
         lacking = sorted({m[0] for m in missing})
@@ -389,25 +420,47 @@ def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, 
     return pl.concat(parts).cast(BAR_SCHEMA).sort("symbol", "ts")
 
 
+CACHE_INFO_SCHEMA = {"source": pl.Utf8, "interval": pl.Utf8, "symbol": pl.Utf8, "chunk": pl.Utf8,
+                     "rows": pl.Int64, "bytes": pl.Int64, "age_h": pl.Float64, "status": pl.Utf8,
+                     "problem": pl.Utf8, "file": pl.Utf8}
+
+
 def cache_info(cache_dir=None) -> pl.DataFrame:
-    """What is cached: ``source, interval, symbol, chunk, rows, bytes, age_h`` per file."""
+    """What is cached, one row per file: ``source, interval, symbol, chunk, rows, bytes,
+    age_h, status, problem, file``.
+
+    ``status`` is ``ok``; ``invalid`` (fails :data:`CHUNK_RULES`: the next load quarantines
+    and refetches it; ``problem`` says why, ``rows`` is -1 when it is not even parquet); or
+    ``quarantined`` (already moved aside: ``file`` is where it is now, ``problem`` the
+    reason, ``age_h`` the time since). Only reads: nothing is moved.
+    """
     cache = ParquetCache(cache_dir)
     rows = []
+
+    def key_parts(rel: str):
+        parts = Path(rel).parts
+        return parts if len(parts) == 4 else None
+
     for entry in cache.entries():
-        rel = entry.path.relative_to(cache.root).parts
-        if len(rel) != 4:
+        rel = entry.path.relative_to(cache.root).as_posix()
+        parts = key_parts(rel)
+        if parts is None:
             continue
-        source, interval, symbol, name = rel
-        try:
-            n = pl.scan_parquet(entry.path).select(pl.len()).collect().item()
-        except Exception:
-            n = -1  # unreadable: the next load deletes and refetches it
+        source, interval, symbol, name = parts
+        rules = chunk_rules(unquote(symbol)) if source == "yahoo" else None
+        frame, problem = cache.validate(entry.path, rules)
         rows.append({"source": source, "interval": interval, "symbol": unquote(symbol),
-                     "chunk": Path(name).stem, "rows": n, "bytes": entry.size,
-                     "age_h": round(entry.age_s / 3600, 2)})
-    schema = {"source": pl.Utf8, "interval": pl.Utf8, "symbol": pl.Utf8, "chunk": pl.Utf8,
-              "rows": pl.Int64, "bytes": pl.Int64, "age_h": pl.Float64}
-    return pl.DataFrame(rows, schema=schema)
+                     "chunk": Path(name).stem, "rows": -1 if frame is None else frame.height,
+                     "bytes": entry.size, "age_h": round(entry.age_s / 3600, 2),
+                     "status": "invalid" if problem else "ok", "problem": problem, "file": rel})
+    for entry in cache.quarantined_entries():
+        parts = key_parts(entry.original)
+        source, interval, symbol, name = parts if parts is not None else ("?", "?", "?", entry.original)
+        rows.append({"source": source, "interval": interval, "symbol": unquote(symbol),
+                     "chunk": Path(name).stem, "rows": None, "bytes": entry.size,
+                     "age_h": round(entry.age_s / 3600, 2), "status": "quarantined",
+                     "problem": entry.reason, "file": entry.path.relative_to(cache.root).as_posix()})
+    return pl.DataFrame(rows, schema=CACHE_INFO_SCHEMA)
 
 
 # ----------------------------------------------------------- recorded responses

@@ -4,10 +4,12 @@
 it against the shipped FIX 4.4 dictionary subset, and decodes orders into engine
 ``EVENT`` records; ``encode_execution_report`` renders fills as ExecutionReports;
 ``FixSession`` is the session layer (logon, heartbeats, sequence numbers) without I/O and
-``FixAcceptor`` serves it over asyncio TCP into the matching ``Engine``.
+``FixAcceptor`` serves it over asyncio TCP (optionally TLS) into the matching ``Engine``,
+admitting the counterparties and enforcing the limits of one ``AcceptorConfig``.
 """
 from __future__ import annotations
 
+from workbench.fix.config import AcceptorConfig, Counterparty, server_tls_context
 from workbench.fix.dictionary import Dictionary, load_dictionary
 from workbench.fix.encoder import (
     build_message, checksum, encode_execution_report, encode_execution_reports,
@@ -16,9 +18,9 @@ from workbench.fix.encoder import (
 from workbench.fix.parser import FixBatch, parse
 
 __all__ = [
-    "Dictionary", "FixAcceptor", "FixBatch", "FixSession", "build_message", "checksum",
-    "encode_execution_report", "encode_execution_reports", "execution_reports_from_fills",
-    "load_dictionary", "parse",
+    "AcceptorConfig", "Counterparty", "Dictionary", "FixAcceptor", "FixBatch", "FixSession",
+    "build_message", "checksum", "encode_execution_report", "encode_execution_reports", "execution_reports_from_fills",
+    "load_dictionary", "parse", "server_tls_context",
 ]
 
 

@@ -10,9 +10,23 @@ from dictionary validation, CompID and SendingTime checks, and answering ResendR
 go to ``application(session, message) -> list[Outgoing]``; without one they are
 answered with a BusinessMessageReject. Behaviour follows the QuickFIX acceptance
 scenarios listed in ``tests/test_fix_session.py``.
+
+Limits (``AcceptorConfig``): the Logon must arrive within ``logon_timeout`` seconds and
+``max_message_size`` bytes; a BodyLength above ``max_message_size`` closes the
+connection as soon as the header is read (nothing more is buffered); HeartBtInt must lie
+in ``min_heartbeat_interval..max_heartbeat_interval``; garbled messages are ignored up to
+``max_garbled``; at most ``max_queued`` messages wait for a sequence gap to fill. The
+receive buffer is a ``bytearray`` with a read offset, scanned in place and compacted, so
+a byte is copied a bounded number of times whatever the input.
+
+What survives a reconnect (sequence numbers, the messages kept for resends) lives in a
+``SessionState``; ``on_logon(session, logon)`` (the acceptor's hook) authenticates the
+Logon and may hand the session its counterparty's stored state.
 """
 from __future__ import annotations
 
+import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,18 +34,27 @@ from typing import Callable
 import numpy as np
 
 from kernels.fix.fields import NO_VALUE, timestamp_value
+from kernels.fix.frame import FIX_SKIPPED_BYTES
 from kernels.records import (
     SR_COMP_ID_PROBLEM, SR_INCORRECT_DATA_FORMAT, SR_INVALID_MSG_TYPE, SR_NONE,
     SR_REQUIRED_TAG_MISSING, SR_SENDING_TIME, SR_VALUE_OUT_OF_RANGE,
 )
 from workbench.data.prices import PRICE_SCALE
+from workbench.fix.config import AcceptorConfig
 from workbench.fix.dictionary import SESSION_REJECT_TEXT
 from workbench.fix.encoder import build_message, encode_execution_reports, format_timestamp
 from workbench.fix.parser import Workspace, parse
 
-__all__ = ["FixSession", "InboundMessage", "Outgoing"]
+__all__ = ["FixSession", "InboundMessage", "LogonRefused", "Outgoing", "SessionState", "NS_PER_DAY"]
+
+logger = logging.getLogger(__name__)
 
 ADMIN_TYPES = {"0", "1", "2", "3", "4", "5", "A"}
+NS_PER_DAY = 86_400 * 1_000_000_000
+_HEADER_SLACK = 64   # bytes of "8=FIX.4.4|9=nnnnn|" and "10=nnn|" around a body
+# the head of a pending message: BeginString, its delimiter, and BodyLength's digits so far
+_HEAD = re.compile(rb"8=FIX[^\x01|=]{0,24}([\x01|])9=(\d*)")
+_TEXT_MAX = 200
 
 
 @dataclass
@@ -47,7 +70,7 @@ class InboundMessage:
     @property
     def seq_num(self) -> int | None:
         value = self.fields.get(34)
-        return int(value) if value is not None and value.isdigit() else None
+        return int(value) if value is not None and value.isascii() and value.isdigit() else None
 
     def get(self, tag: int, default: str | None = None) -> str | None:
         return self.fields.get(tag, default)
@@ -55,7 +78,10 @@ class InboundMessage:
 
 @dataclass
 class Outgoing:
-    """An application reply: a message type and body fields, or ExecutionReport records."""
+    """An application reply: a message type and body fields, or ExecutionReport records.
+
+    ``texts`` / ``reject_reasons`` (one entry per report, ``None`` for none) add Text (58)
+    and OrdRejReason (103) to the encoded reports (the rejects')."""
 
     msg_type: str = "8"
     fields: list[tuple[int, object]] = field(default_factory=list)
@@ -63,6 +89,59 @@ class Outgoing:
     cl_ord_ids: list[str] | None = None
     symbols: tuple[str, ...] = ()
     price_scale: int = PRICE_SCALE
+    texts: list[str | None] | None = None
+    reject_reasons: list[int | None] | None = None
+
+
+@dataclass(eq=False)
+class SessionState:
+    """What survives a reconnect within the session's (UTC) day: both sequence numbers
+    and the last ``max_stored`` messages we sent (for ResendRequests)."""
+
+    day: int = 0                 # UTC day number (ns // NS_PER_DAY) the state belongs to
+    next_out: int = 1
+    expected_in: int = 1
+    max_stored: int = 10_000
+    sent: dict[int, bytes] = field(default_factory=dict)
+
+    def store(self, raw: bytes) -> None:
+        """Keep what we sent (the oldest beyond ``max_stored`` become gap fills)."""
+        self.sent[self.next_out] = raw
+        self.next_out += 1
+        while len(self.sent) > self.max_stored:
+            del self.sent[next(iter(self.sent))]
+
+    def reset(self) -> None:
+        self.next_out = 1
+        self.expected_in = 1
+        self.sent.clear()
+
+
+class LogonRefused(Exception):
+    """Raised by an ``on_logon`` hook: the Logon is refused. With ``text`` a Logout
+    carrying it is sent first; without, the connection is just closed (unknown or
+    unauthenticated counterparties learn nothing)."""
+
+    def __init__(self, reason: str, text: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.text = text
+
+
+def _clean_text(text: str) -> str:
+    return str(text).replace("\x01", " ")[:_TEXT_MAX]
+
+
+def _with_fields(raw: bytes, extra: list[tuple[int, object]], begin_string: str) -> bytes:
+    """A rendered SOH message with ``extra`` body fields added (BodyLength and CheckSum
+    recomputed); body fields stay in tag order."""
+    parts = raw.rstrip(b"\x01").split(b"\x01")
+    pairs = [(int(t), v.decode("latin-1")) for t, _, v in (p.partition(b"=") for p in parts)]
+    header = [(t, v) for t, v in pairs if t in (49, 56, 34, 52, 43, 97, 122)]
+    body = [(t, v) for t, v in pairs if t not in (8, 9, 10, 35, 49, 56, 34, 52, 43, 97, 122)]
+    body = sorted(body + [(t, v) for t, v in extra], key=lambda f: f[0])
+    msg_type = next(v for t, v in pairs if t == 35)
+    return build_message(msg_type, header + body, begin_string=begin_string)
 
 
 class FixSession:
@@ -72,33 +151,91 @@ class FixSession:
                  application: Callable[["FixSession", InboundMessage], list[Outgoing]] | None = None,
                  begin_string: str = "FIX.4.4", clock: Callable[[], int] = time.time_ns,
                  monotonic: Callable[[], float] = time.monotonic,
-                 max_clock_skew: float = 120.0, max_stored: int = 100_000):
+                 max_clock_skew: float = 120.0, max_stored: int | None = None,
+                 limits: AcceptorConfig | None = None,
+                 on_logon: Callable[["FixSession", InboundMessage], None] | None = None,
+                 workspace: Workspace | None = None):
         if not sender_comp_id:
             raise ValueError("sender_comp_id must be non-empty")
         self.sender_comp_id = sender_comp_id
         self.target_comp_id = target_comp_id   # None: taken from the Logon
         self.application = application
         self.begin_string = begin_string
-        self.clock = clock                  # wall clock (ns) for SendingTime
+        self.clock = clock                  # wall clock (ns) for SendingTime and the session's day
         self.monotonic = monotonic          # seconds, for heartbeat timing
         self.max_clock_skew = max_clock_skew
-        self.max_stored = max_stored
+        self.limits = limits if limits is not None else AcceptorConfig()
+        self.max_stored = self.limits.max_stored if max_stored is None else int(max_stored)
+        self.on_logon = on_logon
+        self.state = SessionState(day=clock() // NS_PER_DAY, max_stored=self.max_stored)
         self.logged_on = False
         self.closed = False
+        self.close_reason: str | None = None
         self.logout_sent = False
-        self.expected_in = 1
-        self.next_out = 1
         self.heartbeat_interval = 30.0
         self.garbled = 0                 # framing rejects seen (ignored messages)
         self.framing_rejects: dict[str, int] = {}
-        self.sent: dict[int, bytes] = {}
+        self.noise_bytes = 0             # bytes skipped between messages
+        self.received_bytes = 0
         self._buffer = bytearray()
+        self._start = 0                  # first unconsumed byte of _buffer
         self._queue: dict[int, InboundMessage] = {}
         self._resend_until = 0           # a ResendRequest is outstanding up to this seq
-        self._last_in = monotonic()
-        self._last_out = monotonic()
+        self._opened = monotonic()
+        self._last_in = self._opened
+        self._last_out = self._opened
         self._test_request_sent: float | None = None
-        self._workspace = Workspace()
+        self._workspace = workspace
+
+    # ------------------------------------------------------------ state access
+    @property
+    def next_out(self) -> int:
+        return self.state.next_out
+
+    @next_out.setter
+    def next_out(self, value: int) -> None:
+        self.state.next_out = value
+
+    @property
+    def expected_in(self) -> int:
+        return self.state.expected_in
+
+    @expected_in.setter
+    def expected_in(self, value: int) -> None:
+        self.state.expected_in = value
+
+    @property
+    def sent(self) -> dict[int, bytes]:
+        return self.state.sent
+
+    @property
+    def owner(self) -> tuple[str | None, str]:
+        """The counterparty's identity: its (SenderCompID, TargetCompID)."""
+        return self.target_comp_id, self.sender_comp_id
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet consumed (an incomplete message's head)."""
+        return len(self._buffer) - self._start
+
+    @property
+    def buffer_capacity(self) -> int:
+        """Bytes the receive buffer holds, consumed or not (before compaction)."""
+        return len(self._buffer)
+
+    def _close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+
+    def release(self) -> None:
+        """Drop what a closed connection no longer needs (buffers, the gap queue); the
+        ``state`` stays for the counterparty's next connection."""
+        self._close("released")
+        self._buffer = bytearray()
+        self._start = 0
+        self._queue.clear()
+        self._workspace = None
 
     # ---------------------------------------------------------------- outbound
     def _header(self) -> list[tuple[int, object]]:
@@ -113,20 +250,24 @@ class FixSession:
         return raw
 
     def _store(self, raw: bytes) -> None:
-        """Keep what we sent for ResendRequests (the oldest beyond the cap become gap fills)."""
-        self.sent[self.next_out] = raw
-        self.next_out += 1
-        if len(self.sent) > self.max_stored:
-            del self.sent[next(iter(self.sent))]
+        self.state.store(raw)
 
     def send_reports(self, out: Outgoing) -> list[bytes]:
-        """Encode ExecutionReport records with this session's sequence numbers."""
+        """Encode ExecutionReport records with this session's sequence numbers (with
+        Text and OrdRejReason where ``out`` gives them)."""
         buffer, offsets = encode_execution_reports(
             out.reports, sender_comp_id=self.sender_comp_id, target_comp_id=self.target_comp_id or "?",
             first_seq=self.next_out, sending_time=self.clock(), symbols=out.symbols,
             cl_ord_ids=out.cl_ord_ids, price_scale=out.price_scale, begin_string=self.begin_string)
         raw = buffer.tobytes()
         messages = [raw[offsets[k]:offsets[k + 1]] for k in range(len(offsets) - 1)]
+        texts = out.texts or [None] * len(messages)
+        reasons = out.reject_reasons or [None] * len(messages)
+        for k, (text, reason) in enumerate(zip(texts, reasons)):
+            extra = [(58, _clean_text(text))] if text else []
+            extra += [(103, reason)] if reason is not None else []
+            if extra:
+                messages[k] = _with_fields(messages[k], extra, self.begin_string)
         for message in messages:
             self._store(message)
         self._last_out = self.monotonic()
@@ -152,38 +293,105 @@ class FixSession:
 
     def _logout(self, text: str | None = None) -> bytes:
         self.logout_sent = True
-        return self.send("5", [(58, text)] if text else [])
+        return self.send("5", [(58, _clean_text(text))] if text else [])
 
     # ----------------------------------------------------------------- inbound
     def receive(self, data: bytes) -> list[bytes]:
         """Feed received bytes; returns the messages to send (in order)."""
         if self.closed:
             return []
-        self._buffer += data
-        self._last_in = self.monotonic()
-        self._test_request_sent = None
-        batch = parse(bytes(self._buffer), stream=True, parallel=False, workspace=self._workspace)
-        del self._buffer[:batch.consumed]
-        for name, count in batch.framing_rejects.items():
-            if count:
-                self.framing_rejects[name] = self.framing_rejects.get(name, 0) + count
-                self.garbled += count
+        if not self.logged_on and self.monotonic() - self._opened > self.limits.logon_timeout:
+            self._close("logon_timeout")
+            return []
+        self._append(data)
+        self.received_bytes += len(data)
+        messages, rejects = self._scan()
+        if messages or rejects:
+            self._last_in = self.monotonic()
+            self._test_request_sent = None
         out: list[bytes] = []
-        if batch.framing_rejects and sum(batch.framing_rejects.values()) and not self.logged_on:
-            self.closed = True  # a garbled Logon: nothing to answer
-            return out
-        for i in range(len(batch)):
+        if rejects:
+            self.garbled += rejects
+            if not self.logged_on:
+                self._close("garbled_logon")  # a garbled Logon: nothing to answer
+                return out
+        for msg in messages:
             if self.closed:
                 break
-            m = batch.messages[i]
-            msg = InboundMessage(batch.msg_type(i), batch.message_dict(i), batch.message_bytes(i),
-                                 int(m["reject_reason"]), int(m["reject_tag"]))
             out.extend(self._on_message(msg))
+        if self.closed:
+            return out
+        if self.garbled > self.limits.max_garbled:
+            self._close("garbled")
+            return out + [self._logout(f"more than {self.limits.max_garbled} garbled messages")]
+        size = self._pending_size()
+        if size is not None and size > self.limits.max_message_size:
+            self.framing_rejects["oversized"] = self.framing_rejects.get("oversized", 0) + 1
+            self._close("oversized")
+            if self.logged_on:
+                out.append(self._logout(f"BodyLength {size} exceeds the limit of "
+                                        f"{self.limits.max_message_size} bytes"))
+            return out
+        if not self.logged_on and self.received_bytes > self.limits.max_message_size + _HEADER_SLACK:
+            self._close("logon_too_large")  # no Logon within one message's worth of bytes
         return out
+
+    def _append(self, data: bytes) -> None:
+        try:
+            self._buffer += data
+        except BufferError:  # a scan view was kept alive (never expected): copy instead
+            self._buffer = self._buffer[self._start:] + data
+            self._start = 0
+
+    def _scan(self) -> tuple[list[InboundMessage], int]:
+        """Frame the complete messages in the pending bytes (scanned in place, no copy);
+        returns them and the framing rejects (garbled messages) among them. Noise between
+        messages is skipped and counted in ``noise_bytes``."""
+        if self.buffered == 0:
+            return [], 0
+        view = np.frombuffer(self._buffer, np.uint8)[self._start:]
+        if self._workspace is None:
+            self._workspace = Workspace()
+        try:
+            batch = parse(view, stream=True, parallel=False, workspace=self._workspace)
+            messages = []
+            for i in range(len(batch)):
+                m = batch.messages[i]
+                messages.append(InboundMessage(batch.msg_type(i), batch.message_dict(i),
+                                               batch.message_bytes(i), int(m["reject_reason"]),
+                                               int(m["reject_tag"])))
+            consumed = int(batch.consumed)
+            rejects = 0
+            for name, count in batch.framing_rejects.items():
+                if count:
+                    self.framing_rejects[name] = self.framing_rejects.get(name, 0) + count
+                    rejects += count
+            self.noise_bytes += int(batch.counts[FIX_SKIPPED_BYTES])
+        finally:
+            batch = view = None  # release the buffer export before the bytearray changes
+        self._start += consumed
+        if self._start >= len(self._buffer):
+            self._buffer.clear()
+            self._start = 0
+        elif self._start > 4096 and self._start * 2 >= len(self._buffer):
+            del self._buffer[:self._start]   # compaction: what is left is below one message
+            self._start = 0
+        return messages, rejects
+
+    def _pending_size(self) -> int | None:
+        """The BodyLength the pending (incomplete) message declares, as far as its digits
+        have arrived; None when no message head is pending."""
+        if self.buffered < 8:
+            return None
+        head = _HEAD.match(self._buffer, self._start, min(len(self._buffer), self._start + 48))
+        if head is None or not head.group(2):
+            return None
+        digits = head.group(2)
+        return int(digits[:12]) if len(digits) <= 12 else 10 ** 12
 
     def _on_message(self, msg: InboundMessage) -> list[bytes]:
         if msg.get(8) != self.begin_string:
-            self.closed = True
+            self._close("begin_string")
             return [self._logout("Incorrect BeginString")] if self.logged_on else []
         if not self.logged_on:
             return self._on_logon(msg)
@@ -191,16 +399,23 @@ class FixSession:
             return self._on_invalid(msg)
         if not self._good_time(msg.get(52)):
             self.expected_in = max(self.expected_in, (msg.seq_num or 0) + 1)
+            self._close("sending_time")
             return [self._reject(msg, SR_SENDING_TIME), self._logout()]
         if msg.get(49) != self.target_comp_id or msg.get(56) != self.sender_comp_id:
             self.expected_in = max(self.expected_in, (msg.seq_num or 0) + 1)
+            self._close("comp_id")
             return [self._reject(msg, SR_COMP_ID_PROBLEM), self._logout()]
         if msg.msg_type == "5":  # a Logout is answered whatever its MsgSeqNum
-            self.closed = True
+            self._close("logout")
             return [] if self.logout_sent else [self._logout()]
         if msg.msg_type == "4" and msg.get(123, "N") != "Y":
             return self._on_sequence_reset(msg)
         if msg.msg_type == "A" and msg.get(141) == "Y":
+            problem = self._heartbeat_problem(msg.get(108))
+            if problem:
+                self._close("heartbeat")
+                return [self._logout(problem)]
+            self.heartbeat_interval = float(msg.get(108))
             return self._reset(msg)
         seq = msg.seq_num
         if seq is None:
@@ -210,29 +425,34 @@ class FixSession:
             # a too-high one still opens a gap, and counts as received
             out = self._resend(msg)
             if seq > self.expected_in:
-                self._queue[seq] = InboundMessage("0", msg.fields, msg.raw)
-                if self._resend_until < self.expected_in:
-                    self._resend_until = seq
-                    out.append(self.send("2", [(7, self.expected_in), (16, 0)]))
+                out.extend(self._enqueue(seq, InboundMessage("0", msg.fields, msg.raw)))
             return out
         if seq > self.expected_in:
-            self._queue[seq] = msg
-            if self._resend_until < self.expected_in:
-                self._resend_until = seq
-                return [self.send("2", [(7, self.expected_in), (16, 0)])]
-            return []
+            return self._enqueue(seq, msg)
         if seq < self.expected_in:
             if msg.get(43) == "Y":
                 if msg.get(122) is None:
                     return [self._reject(msg, SR_REQUIRED_TAG_MISSING, 122)]
                 if msg.get(122, "") > msg.get(52, ""):  # same format: text order is time order
+                    self._close("sending_time")
                     return [self._reject(msg, SR_SENDING_TIME), self._logout()]
                 return []  # a duplicate we already have
-            self.closed = True
+            self._close("seq_too_low")
             return [self._logout(f"MsgSeqNum too low, expecting {self.expected_in} but received {seq}")]
         out = self._process(msg)
         out.extend(self._drain())
         return out
+
+    def _enqueue(self, seq: int, msg: InboundMessage) -> list[bytes]:
+        """Hold a message beyond a gap (at most ``max_queued``); ask for the gap once."""
+        if seq not in self._queue and len(self._queue) >= self.limits.max_queued:
+            self._close("queue_full")
+            return [self._logout(f"more than {self.limits.max_queued} messages beyond a sequence gap")]
+        self._queue[seq] = msg
+        if self._resend_until < self.expected_in:
+            self._resend_until = seq
+            return [self.send("2", [(7, self.expected_in), (16, 0)])]
+        return []
 
     def _drain(self) -> list[bytes]:
         """Process queued messages that are now in sequence."""
@@ -256,16 +476,26 @@ class FixSession:
         if kind == "2":
             return self._resend(msg)
         if kind == "4":  # gap fill
-            new_seq = int(msg.get(36, "0") or 0)
-            if new_seq > self.expected_in:
-                self.expected_in = new_seq
+            new_seq = msg.get(36)
+            if new_seq is None:
+                return [self._reject(msg, SR_REQUIRED_TAG_MISSING, 36)]
+            if not (new_seq.isascii() and new_seq.isdigit()):
+                return [self._reject(msg, SR_INCORRECT_DATA_FORMAT, 36)]
+            if int(new_seq) > self.expected_in:
+                self.expected_in = int(new_seq)
             return []
         if kind == "A":
             return []
         if self.application is None:
             return [self.send("j", [(45, msg.seq_num), (58, "Unsupported Message Type"),
                                     (372, kind), (380, 3)])]
-        return self._emit(self.application(self, msg))
+        try:
+            outgoing = self.application(self, msg)
+        except Exception:  # the server boundary: a bug must not cost the client its session
+            logger.exception("FIX application failed on %s message %s", kind, msg.seq_num)
+            return [self.send("j", [(45, msg.seq_num), (58, "Message could not be processed"),
+                                    (372, kind), (380, 0)])]
+        return self._emit(outgoing)
 
     def _gap_fill(self, begin: int, new_seq: int) -> bytes:
         """SequenceReset-GapFill standing for our messages begin..new_seq-1."""
@@ -274,21 +504,33 @@ class FixSession:
                                    (43, "Y"), (52, now), (122, now), (123, "Y"), (36, new_seq)],
                              begin_string=self.begin_string)
 
+    @staticmethod
+    def _stored_type(raw: bytes) -> str:
+        at = raw.find(b"\x0135=") + 4
+        return raw[at:raw.find(b"\x01", at)].decode("latin-1") if at >= 4 else ""
+
     def _resend(self, msg: InboundMessage) -> list[bytes]:
         """Answer a ResendRequest: application messages again (PossDupFlag=Y, the original
-        SendingTime as OrigSendingTime), runs of session messages as one gap fill."""
-        try:
-            begin = int(msg.get(7, "1"))
-            end = int(msg.get(16, "0"))
-        except ValueError:
-            return [self._reject(msg, SR_INCORRECT_DATA_FORMAT, 7)]
+        SendingTime as OrigSendingTime), runs of session messages (and messages no longer
+        stored) as one gap fill."""
+        values = {}
+        for tag, default in ((7, "1"), (16, "0")):
+            text = msg.get(tag, default)
+            if not (text.isascii() and text.isdigit()):
+                return [self._reject(msg, SR_INCORRECT_DATA_FORMAT, tag)]
+            values[tag] = int(text)
+        begin, end = max(values[7], 1), values[16]
         last = self.next_out - 1 if end == 0 or end >= self.next_out else end
         out: list[bytes] = []
-        gap_start = None
-        for seq in range(max(begin, 1), last + 1):
+        oldest = next(iter(self.sent), self.next_out)
+        gap_start = begin if begin < oldest and begin <= last else None
+        for seq in range(max(begin, oldest), last + 1):
             raw = self.sent.get(seq)
-            stored = parse(raw, validate=False) if raw is not None else None
-            if stored is None or len(stored) != 1 or stored.msg_type(0) in ADMIN_TYPES:
+            if raw is None or self._stored_type(raw) in ADMIN_TYPES:
+                gap_start = seq if gap_start is None else gap_start
+                continue
+            stored = parse(raw, validate=False)
+            if len(stored) != 1:
                 gap_start = seq if gap_start is None else gap_start
                 continue
             if gap_start is not None:
@@ -321,17 +563,18 @@ class FixSession:
 
     def _reset(self, msg: InboundMessage) -> list[bytes]:
         """Logon with ResetSeqNumFlag=Y: both sides start again at 1."""
-        self.next_out = 1
-        self.sent.clear()
+        self.state.reset()
         self._queue.clear()
         self._resend_until = 0
         self.expected_in = (msg.seq_num or 1) + 1
-        return [self.send("A", [(98, 0), (108, msg.get(108, "30")), (141, "Y")])]
+        return [self.send("A", [(98, 0), (108, int(self.heartbeat_interval)), (141, "Y")])]
 
     def _on_sequence_reset(self, msg: InboundMessage) -> list[bytes]:
         new_seq = msg.get(36)
-        if new_seq is None or not new_seq.isdigit():
+        if new_seq is None:
             return [self._reject(msg, SR_REQUIRED_TAG_MISSING, 36)]
+        if not (new_seq.isascii() and new_seq.isdigit()):
+            return [self._reject(msg, SR_INCORRECT_DATA_FORMAT, 36)]
         if int(new_seq) < self.expected_in:
             return [self._reject(msg, SR_VALUE_OUT_OF_RANGE)]
         self.expected_in = int(new_seq)
@@ -340,37 +583,49 @@ class FixSession:
     def _on_invalid(self, msg: InboundMessage) -> list[bytes]:
         seq = msg.seq_num
         if seq is not None and seq > self.expected_in:
-            self._queue[seq] = msg  # judge it when its turn comes
-            if self._resend_until < self.expected_in:
-                self._resend_until = seq
-                return [self.send("2", [(7, self.expected_in), (16, 0)])]
-            return []
+            return self._enqueue(seq, msg)  # judge it when its turn comes
         if seq is not None and seq == self.expected_in:
             self.expected_in += 1
         return [self._reject(msg, msg.reject_reason, msg.reject_tag)] + self._drain()
 
+    def _heartbeat_problem(self, value: str | None) -> str | None:
+        low, high = self.limits.min_heartbeat_interval, self.limits.max_heartbeat_interval
+        if value is None or not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+            return f"HeartBtInt {value} is outside {low}..{high} seconds"
+        return None
+
     def _on_logon(self, msg: InboundMessage) -> list[bytes]:
         if msg.msg_type != "A" or msg.reject_reason != SR_NONE:
-            self.closed = True
+            self._close("not_logon")
             return []
-        if msg.get(56) != self.sender_comp_id or (self.target_comp_id and msg.get(49) != self.target_comp_id):
-            self.closed = True
+        if self.on_logon is None and (msg.get(56) != self.sender_comp_id
+                                      or (self.target_comp_id and msg.get(49) != self.target_comp_id)):
+            self._close("comp_id")
             return []
         if not self._good_time(msg.get(52)):
-            self.closed = True
+            self._close("sending_time")
             return []
+        if self.on_logon is not None:
+            try:
+                self.on_logon(self, msg)   # authenticates; may set our CompID and the state
+            except LogonRefused as refusal:
+                self._close(refusal.reason)
+                return [self._logout(refusal.text)] if refusal.text else []
+        self.target_comp_id = msg.get(49)
+        problem = self._heartbeat_problem(msg.get(108))
+        if problem:
+            self._close("heartbeat")
+            return [self._logout(problem)]
+        self.heartbeat_interval = float(msg.get(108))
+        seq = msg.seq_num or 1
         if msg.get(141) == "Y":
-            self.target_comp_id = msg.get(49)
             self.logged_on = True
             return self._reset(msg)
-        self.target_comp_id = msg.get(49)
-        try:
-            self.heartbeat_interval = float(msg.get(108, "30"))
-        except ValueError:
-            self.heartbeat_interval = 30.0
+        if seq < self.expected_in:  # a reconnect that forgot our sequence numbers
+            self._close("seq_too_low")
+            return [self._logout(f"MsgSeqNum too low, expecting {self.expected_in} but received {seq}")]
         self.logged_on = True
-        out = [self.send("A", [(98, 0), (108, msg.get(108, "30"))])]
-        seq = msg.seq_num or 1
+        out = [self.send("A", [(98, 0), (108, int(self.heartbeat_interval))])]
         if seq > self.expected_in:
             self._queue[seq] = InboundMessage("0", msg.fields, msg.raw)  # logon counted, nothing to redo
             self._resend_until = seq
@@ -382,13 +637,18 @@ class FixSession:
     # ------------------------------------------------------------------- timer
     def on_timer(self, now: float | None = None) -> list[bytes]:
         """Heartbeat when we were quiet for a HeartBtInt; TestRequest when they were for
-        1.2 intervals; give up (close) after a further interval without an answer."""
-        if not self.logged_on or self.closed or self.heartbeat_interval <= 0:
+        1.2 intervals; give up (close) after a further interval without an answer. Before
+        the Logon: close once ``logon_timeout`` has passed."""
+        if self.closed:
             return []
         now = self.monotonic() if now is None else now
+        if not self.logged_on:
+            if now - self._opened > self.limits.logon_timeout:
+                self._close("logon_timeout")
+            return []
         out = []
         if self._test_request_sent is not None and now - self._test_request_sent > self.heartbeat_interval:
-            self.closed = True  # the counterparty is gone: drop the connection (as QuickFIX does)
+            self._close("heartbeat_timeout")  # the counterparty is gone: drop the connection
             return []
         if now - self._last_in > 1.2 * self.heartbeat_interval and self._test_request_sent is None:
             self._test_request_sent = now
@@ -396,3 +656,7 @@ class FixSession:
         elif now - self._last_out >= self.heartbeat_interval:
             out.append(self.send("0"))
         return out
+
+    def logon_deadline(self) -> float:
+        """Monotonic time by which the Logon must be complete."""
+        return self._opened + self.limits.logon_timeout
