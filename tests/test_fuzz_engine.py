@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
-from kernels import book_state as BS
+from kernels import book_state
 from kernels import records as R
 from kernels.bitmap import bitmap_layout
 from kernels.order_index import EMPTY_KEY
@@ -87,7 +87,7 @@ def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
     c = s.counters
     pool = s.pool
     capacity = len(pool)
-    W = int(c[BS.EC_W])
+    W = int(c[book_state.EC_W])
     n_books = len(s.books)
     nxt = pool["next"].tolist()
     prv = pool["prev"].tolist()
@@ -95,7 +95,7 @@ def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
 
     # the free list: in range, no cycle
     free = 0
-    slot = int(c[BS.EC_FREE_HEAD])
+    slot = int(c[book_state.EC_FREE_HEAD])
     while slot != -1:
         assert 0 <= slot < capacity, f"free list points outside the pool: {slot}"
         assert slot not in seen, f"free list cycles at slot {slot}"
@@ -160,13 +160,13 @@ def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
             assert int(b["anchored"]) == 1
     assert len(seen) == capacity, f"{capacity - len(seen)} pool slot(s) leaked"
     assert free + len(live) == capacity
-    assert int(c[BS.EC_LIVE]) == len(live)
+    assert int(c[book_state.EC_LIVE]) == len(live)
 
     # the id index: exactly the live orders, each reachable from its home position
     keys = s.index_keys.tolist()
     slots = s.index_slots.tolist()
     size = len(keys)
-    shift = int(c[BS.EC_HASH_SHIFT])
+    shift = int(c[book_state.EC_HASH_SHIFT])
     entries = {}
     for pos, key in enumerate(keys):
         if key == EMPTY:
@@ -221,7 +221,7 @@ def check_queues_and_drain(eng, symbols) -> None:
             r = eng.submit_many(ev).results[0]
             assert int(r["status"]) == R.ST_CANCELLED, f"order {oid} could not be deleted: {r}"
     assert live_orders(eng) == []
-    assert int(eng.state.counters[BS.EC_LIVE]) == 0
+    assert int(eng.state.counters[book_state.EC_LIVE]) == 0
 
 
 def snapshot(eng):
@@ -476,7 +476,7 @@ class PythonModel:
         values = {name: pair[0] for name, pair in args.items()}
         symbol = sym[0] if sym is not None else None
         before = snapshot(self.eng)
-        events_before = int(self.eng.state.counters[BS.EC_EVENTS])
+        events_before = int(self.eng.state.counters[book_state.EC_EVENTS])
         what = f"{op}({symbol!r}, {values!r})"
         try:
             result = self._invoke(op, symbol, values)
@@ -930,10 +930,10 @@ def test_checker_catches_corruption():
         s.books["best"][0, R.BUY] -= 1
 
     def free_list(s):
-        s.counters[BS.EC_FREE_HEAD] = s.levels["head"][occupied(s)]
+        s.counters[book_state.EC_FREE_HEAD] = s.levels["head"][occupied(s)]
 
     def live_count(s):
-        s.counters[BS.EC_LIVE] += 1
+        s.counters[book_state.EC_LIVE] += 1
 
     def bitmap(s):
         s.bits[0] ^= np.uint64(1)
