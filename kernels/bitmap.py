@@ -10,7 +10,7 @@ Layout of one bitmap of ``n_bits`` (a power of two from ``MIN_BITS`` to ``MAX_BI
 in a uint64 array, from word ``base``::
 
     [base, base + n0)            level 0: one bit per index          (n0 = n_bits / 64)
-    [base + n0, base + n0 + n1)  level 1: one bit per level-0 word   (n1 = n_bits / 4096)
+    [base + n0, base + n0 + n1)  level 1: one bit per level-0 word   (n1 = max(1, n_bits / 4096))
     base + n0 + n1               level 2: one bit per level-1 word   (a single word)
 
 Contract: a bit of level k + 1 is set exactly when its word of level k is non-zero;
@@ -28,7 +28,7 @@ from .jit import kernel
 __all__ = ["MIN_BITS", "MAX_BITS", "bitmap_layout", "bitmap_set", "bitmap_clear", "find_prev",
            "find_next"]
 
-MIN_BITS = 64 * 64        # level 1 holds at least one word
+MIN_BITS = 64             # one level-0 word (level 1 then has one partly used word)
 MAX_BITS = 64 * 64 * 64   # level 2 is a single word
 
 _ONE = np.uint64(1)
@@ -39,7 +39,8 @@ def bitmap_layout(n_bits: int) -> tuple[int, int, int]:
     """``(n0, n1, block)``: words of level 0, of level 1, and of the whole bitmap."""
     n_bits = int(n_bits)
     assert MIN_BITS <= n_bits <= MAX_BITS and n_bits & (n_bits - 1) == 0, n_bits
-    n0, n1 = n_bits // 64, n_bits // 4096
+    n0 = n_bits // 64
+    n1 = max(1, n0 // 64)
     return n0, n1, n0 + n1 + 1
 
 

@@ -13,29 +13,61 @@ Structures and why
   and Fibonacci hashing over two parallel arrays (``index_keys``, ``index_slots``), at
   most half full, no tombstones. Keys are ``(order_id, symbol)``: ids may repeat across
   symbols. :func:`find_order` is its lookup over a book state.
-* **Price ladder per book and side**: a direct-mapped array of ``LEVEL`` records, one
-  per tick, over a window of ``W`` ticks (``price_levels``, a power of two from 4096 to
-  262144) anchored around the first price the book sees, and re-anchored whenever the
-  book empties. Each level holds a doubly linked FIFO of its orders (head, tail), its
-  total quantity and order count. Price -> level is one subtraction and one division,
-  so add and cancel are O(1).
-* **Three-level occupancy bitmap** per book and side (``kernels.bitmap``: one bit per
-  tick; one bit per 64-tick word; one bit per 4096 ticks in a single word). Best bid
-  and best ask are stored, so reading them is O(1); when the best level empties, the
-  next one is found with at most three count-leading/trailing-zeros instructions,
-  whatever the gap.
+* **Price levels: a window near the touch, an overflow beyond it.** Every positive
+  price on the tick grid is accepted, whatever its distance from the touch.
 
-Why not a tree or sorted array of levels: a tree costs O(log n) pointer chasing on
-every new level, a sorted array O(n) moves; a hash of levels cannot find the next
-best price. The ladder trades memory (``W`` x 24 bytes per side) for constant time,
-and real books live within a few thousand ticks of the touch. Orders priced outside
-the window are rejected with ``R_PRICE_OUT_OF_BAND``, the way an exchange enforces
-price collars.
+  - *Window* (the hot path): per book and side, ``W`` direct-mapped ``LEVEL`` slots
+    (``price_levels``, a power of two from 64 to 262,144) covering the ticks
+    ``[lo, lo + W)``; tick ``t`` lives in slot ``t & (W - 1)``, a ring, so the window
+    can slide without moving the levels that stay in it. Price -> level is one
+    division (which is also the tick check) and a mask: add and cancel are O(1).
+  - *Three-level occupancy bitmap* per window (``kernels.bitmap``): the next occupied
+    tick either way in at most three count-leading/trailing-zeros instructions,
+    whatever the gap, split in two searches where the ring wraps.
+  - *Overflow*: levels outside the window sit in one pool shared by all books
+    (``levels[EC_OVF_BASE:]``), chained per (book, side) into a doubly linked list
+    sorted best first (``ovf_next``/``ovf_prev``, head and tail in ``BOOK``). A new
+    far level is linked in by walking from whichever end of the list is nearer in
+    price; existing far levels are reached in O(1) through their orders.
+  - *Invariant*: every overflow level of a side is worse than every tick of that side's
+    window, and a non-empty side has its best level in its window. So best bid and ask
+    are stored handles (O(1) to read), and the next best level after the window's last
+    one is simply the overflow list's head.
+  - *The window follows the market* while the book is non-empty: an order better than
+    the window slides it (the bid window keeps its best ``W/4`` ticks below the top,
+    the ask window ``W/4`` above the bottom), moving the levels that leave it to the
+    head of the overflow list; when the window's last level empties and the best is
+    in the overflow, the window re-centres on it and pulls the overflow levels that
+    now fit back in. Moving a level rewrites its orders' ``level`` handles: O(levels +
+    orders moved), counted in ``EC_RECENTRES``; a side that empties forgets its window
+    and places it on its next order.
+
+  Costs: ladder memory is ``W x 32 B`` per side per book plus the bitmap, chosen per
+  engine (``kernels.book_state.default_price_levels``: 65,536 ticks for one book, 512
+  for 10,000), and the overflow pool grows with the levels actually in use (at most one
+  per resting order). Within the window every operation is O(1); a new level in the
+  overflow is O(k) in the overflow levels of its side (few: stub quotes, deep resting
+  orders), every other overflow operation O(1).
+
+  Rejected alternatives: a tree or sorted array of all levels (O(log n) pointer chasing
+  or O(n) moves on the hot path, where real books live within a few thousand ticks of
+  the touch); a hash of levels (cannot find the next best price); a ladder over the
+  whole price range (``MAX_PRICE`` ticks); a window without overflow (it rejected real
+  exchange orders: stub quotes, deep resting orders); a B-tree for the overflow
+  (better for thousands of far levels per side, which real books do not have: the
+  sorted list is simpler and O(1) for everything but a new far level); a window
+  re-anchored by copying levels (a ring keeps remaining levels in place).
+
+Orders are accepted at any price; the only price band is an opt-in **collar**
+(``BOOK.collar_bps``, off by default and never applied to replayed feed events): a
+limit order more than ``collar_bps`` basis points from the reference price (the last
+trade, else the mid) is rejected with ``R_PRICE_OUT_OF_BAND``, as exchanges do.
 
 Matching is price-time: an incoming order walks the opposite side best level first
 and, within a level, oldest order first; every match writes one ``FILL`` at the
 resting order's price. Every outcome (including rejects with their reason code) is
-returned, never raised.
+returned, never raised. Feed replays (``EV_REST``, ``EV_MOVE``, ``EV_CLEAR``) never
+match: the exchange reports its matches as executions.
 
 Input boundary
 --------------
@@ -64,16 +96,17 @@ from numba import carray
 from .bitmap import bitmap_clear, bitmap_set, find_next, find_prev
 from .book_state import (
     EC_ANON_FALLBACK, EC_BLOCK, EC_EVENTS, EC_FILL_SEQ, EC_FILLS, EC_FREE_HEAD, EC_HASH_SHIFT,
-    EC_L0, EC_L1, EC_LIVE, EC_OUTPUT_FULL, EC_REJECTS, EC_W,
+    EC_L0, EC_L1, EC_LIVE, EC_OUTPUT_FULL, EC_OVF_BASE, EC_OVF_FREE, EC_OVF_USED, EC_RECENTRES,
+    EC_REJECTS, EC_W,
 )
 from .clock import now_ns
 from .jit import kernel
 from .order_index import EMPTY_KEY, index_delete, index_find, index_insert
 from .pointers import address_as_pointer, borrow_fills
 from .records import (
-    BUY, EV_ADD, EV_CANCEL, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN, EV_HALT,
-    EV_MODIFY, FOK, GTC, IOC, LIMIT, MARKET, MAX_PRICE, MAX_QTY, R_DUPLICATE_ID,
-    R_FOK_NOT_FILLABLE, R_HALTED, R_INVALID_ID, R_INVALID_SIDE, R_INVALID_TYPE,
+    BUY, EV_ADD, EV_CANCEL, EV_CLEAR, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN, EV_HALT,
+    EV_MODIFY, EV_MOVE, EV_REST, FOK, GTC, IOC, LIMIT, MARKET, MAX_PRICE, MAX_QTY,
+    R_DUPLICATE_ID, R_FOK_NOT_FILLABLE, R_HALTED, R_INVALID_ID, R_INVALID_SIDE, R_INVALID_TYPE,
     R_NON_POSITIVE_PRICE, R_NON_POSITIVE_QTY, R_NONE, R_OUTPUT_FULL, R_POOL_FULL,
     R_PRICE_OFF_TICK, R_PRICE_OUT_OF_BAND, R_PRICE_TOO_LARGE, R_QTY_TOO_LARGE, R_UNKNOWN_ORDER,
     R_UNKNOWN_SYMBOL, SELL, ST_CANCELLED, ST_DONE, ST_FILLED, ST_NEW, ST_PARTIALLY_FILLED,
@@ -82,7 +115,7 @@ from .records import (
 from .state_views import N_ENGINE_CONTEXT, book_borrow, engine_views
 
 
-# ------------------------------------------------------------------ ladder and bitmap
+# ------------------------------------------------------------------ window geometry
 @kernel(inline="always")
 def _bitmap_base(counters, book, side):
     """First word of the bitmap of (book, side) in ``st.bits``."""
@@ -90,18 +123,116 @@ def _bitmap_base(counters, book, side):
 
 
 @kernel(inline="always")
-def next_level(st, book, side, idx):
-    """The next worse occupied level after ``idx`` on ``side`` (-1 when none)."""
-    c = st.counters
-    if side == BUY:
-        return find_prev(st.bits, _bitmap_base(c, book, side), c[EC_L0], c[EC_L1], idx - 1)
-    return find_next(st.bits, _bitmap_base(c, book, side), c[EC_L0], c[EC_L1], idx + 1)
+def _window_base(counters, book, side):
+    """Handle of slot 0 of the window of (book, side)."""
+    return (book * 2 + side) * counters[EC_W]
 
 
 @kernel(inline="always")
-def level_index(st, book, side, idx):
-    """Position of ladder slot ``idx`` of (book, side) in ``st.levels``."""
-    return (book * 2 + side) * st.counters[EC_W] + idx
+def _headroom(W):
+    """Ticks a window keeps beyond its side's best (room for better prices)."""
+    return W >> 2
+
+
+@kernel(inline="always")
+def is_overflow(st, h):
+    """True for an overflow level handle."""
+    return h >= st.counters[EC_OVF_BASE]
+
+
+@kernel(inline="always")
+def level_price(st, h):
+    """Price (units) of the level behind handle ``h``."""
+    return st.levels[h].price
+
+
+@kernel(inline="always")
+def best_price(st, book, side):
+    """Best price of a side (units), 0 when the side is empty."""
+    h = st.books[book].best[side]
+    return st.levels[h].price if h >= 0 else np.int64(0)
+
+
+@kernel(inline="always")
+def _slot_tick(b, side, W, slot):
+    """Tick of window slot ``slot`` (0..W-1) of a side."""
+    lo = b.lo[side]
+    return lo + ((slot - (lo & (W - 1))) & (W - 1))
+
+
+@kernel(inline="always")
+def _win_down(st, book, side, t):
+    """Handle of the highest occupied window tick <= ``t`` of (book, side), -1 if none."""
+    c = st.counters
+    W = c[EC_W]
+    M = W - 1
+    b = st.books[book]
+    lo = b.lo[side]
+    if t > lo + M:
+        t = lo + M
+    if t < lo:
+        return -1
+    s = t & M
+    s0 = lo & M
+    base = _bitmap_base(c, book, side)
+    r = find_prev(st.bits, base, c[EC_L0], c[EC_L1], s)
+    if s >= s0:
+        if r >= s0:
+            return _window_base(c, book, side) + r
+        return -1
+    if r >= 0:
+        return _window_base(c, book, side) + r
+    r = find_prev(st.bits, base, c[EC_L0], c[EC_L1], M)
+    if r >= s0:
+        return _window_base(c, book, side) + r
+    return -1
+
+
+@kernel(inline="always")
+def _win_up(st, book, side, t):
+    """Handle of the lowest occupied window tick >= ``t`` of (book, side), -1 if none."""
+    c = st.counters
+    W = c[EC_W]
+    M = W - 1
+    b = st.books[book]
+    lo = b.lo[side]
+    if t < lo:
+        t = lo
+    if t > lo + M:
+        return -1
+    s = t & M
+    se = (lo + M) & M
+    base = _bitmap_base(c, book, side)
+    r = find_next(st.bits, base, c[EC_L0], c[EC_L1], s)
+    if s <= se:
+        if r >= 0 and r <= se:
+            return _window_base(c, book, side) + r
+        return -1
+    if r >= 0:
+        return _window_base(c, book, side) + r
+    r = find_next(st.bits, base, c[EC_L0], c[EC_L1], 0)
+    if r >= 0 and r <= se:
+        return _window_base(c, book, side) + r
+    return -1
+
+
+@kernel
+def next_level(st, book, side, h):
+    """The next worse occupied level after handle ``h`` on ``side`` (-1 when none):
+    the window's next occupied tick, then the overflow list."""
+    c = st.counters
+    ovf = c[EC_OVF_BASE]
+    if h >= ovf:
+        nxt = st.ovf_next[h - ovf]
+        return ovf + nxt if nxt >= 0 else -1
+    b = st.books[book]
+    W = c[EC_W]
+    t = _slot_tick(b, side, W, h - _window_base(c, book, side))
+    r = _win_down(st, book, side, t - 1) if side == BUY else _win_up(st, book, side, t + 1)
+    if r >= 0:
+        return r
+    head = b.ovf_head[side]
+    return ovf + head if head >= 0 else -1
 
 
 # -------------------------------------------------------------------------- order ids
@@ -119,56 +250,302 @@ def anon_order_id(book, side, price):
     return -(((book * 2 + side) << 44) | price) - 1
 
 
+# --------------------------------------------------------------- moving whole levels
+@kernel(inline="always")
+def _better(side, p, q):
+    """Is price ``p`` better than ``q`` for resting orders of ``side``?"""
+    return p > q if side == BUY else p < q
+
+
+@kernel
+def _move_level(st, src, dst):
+    """Copy level ``src`` into the empty level ``dst`` and repoint its orders."""
+    a = st.levels[src]
+    d = st.levels[dst]
+    d.qty = a.qty
+    d.price = a.price
+    d.head = a.head
+    d.tail = a.tail
+    d.count = a.count
+    slot = a.head
+    while slot >= 0:
+        st.pool[slot].level = dst
+        slot = st.pool[slot].next
+    a.qty = 0
+    a.head = -1
+    a.tail = -1
+    a.count = 0
+
+
+@kernel
+def _ovf_take(st):
+    """A free overflow node (caller checked one exists)."""
+    c = st.counters
+    node = c[EC_OVF_FREE]
+    c[EC_OVF_FREE] = st.ovf_next[node]
+    c[EC_OVF_USED] += 1
+    return node
+
+
+@kernel
+def _ovf_link(st, book, side, node, after):
+    """Link ``node`` into the overflow list of (book, side) after node ``after``
+    (-1: as the new head)."""
+    b = st.books[book]
+    if after < 0:
+        nxt = b.ovf_head[side]
+        b.ovf_head[side] = node
+    else:
+        nxt = st.ovf_next[after]
+        st.ovf_next[after] = node
+    st.ovf_prev[node] = after
+    st.ovf_next[node] = nxt
+    if nxt >= 0:
+        st.ovf_prev[nxt] = node
+    else:
+        b.ovf_tail[side] = node
+    b.n_ovf[side] += 1
+
+
+@kernel
+def _ovf_unlink(st, book, side, node):
+    """Unlink ``node`` from its list and return it to the free pool."""
+    b = st.books[book]
+    c = st.counters
+    prv = st.ovf_prev[node]
+    nxt = st.ovf_next[node]
+    if prv >= 0:
+        st.ovf_next[prv] = nxt
+    else:
+        b.ovf_head[side] = nxt
+    if nxt >= 0:
+        st.ovf_prev[nxt] = prv
+    else:
+        b.ovf_tail[side] = prv
+    b.n_ovf[side] -= 1
+    st.ovf_prev[node] = -1
+    st.ovf_next[node] = c[EC_OVF_FREE]
+    c[EC_OVF_FREE] = node
+    c[EC_OVF_USED] -= 1
+
+
+@kernel
+def _evict(st, book, side, h, after):
+    """Move window level ``h`` to the overflow, linked after node ``after``; returns
+    its node. The caller guarantees order (evicted levels are worse than the window,
+    better than the rest of the overflow)."""
+    c = st.counters
+    node = _ovf_take(st)
+    _move_level(st, h, c[EC_OVF_BASE] + node)
+    bitmap_clear(st.bits, _bitmap_base(c, book, side), c[EC_L0], c[EC_L1],
+                 h - _window_base(c, book, side))
+    _ovf_link(st, book, side, node, after)
+    return node
+
+
+@kernel
+def _slide(st, book, side, t):
+    """Move the window of (book, side) so that tick ``t`` (better than every tick in
+    it) lands ``W/4`` from its better edge; the levels left behind go to the head of
+    the overflow, in order."""
+    c = st.counters
+    W = c[EC_W]
+    b = st.books[book]
+    after = -1
+    if side == BUY:
+        new_lo = t - (W - 1 - _headroom(W))
+        h = _win_down(st, book, side, new_lo - 1)
+        while h >= 0:
+            after = _evict(st, book, side, h, after)
+            h = _win_down(st, book, side, new_lo - 1)
+    else:
+        new_lo = t - _headroom(W)
+        h = _win_up(st, book, side, new_lo + W)
+        while h >= 0:
+            after = _evict(st, book, side, h, after)
+            h = _win_up(st, book, side, new_lo + W)
+    b.lo[side] = new_lo
+    c[EC_RECENTRES] += 1
+
+
+@kernel
+def _pull_in(st, book, side):
+    """The window of (book, side) is empty and the overflow is not: re-centre the
+    window on the overflow's best level and move every overflow level that fits into
+    it. Returns the new best handle."""
+    c = st.counters
+    W = c[EC_W]
+    M = W - 1
+    b = st.books[book]
+    ovf = c[EC_OVF_BASE]
+    tick = b.tick
+    t = st.levels[ovf + b.ovf_head[side]].price // tick
+    if side == BUY:
+        lo = t - (W - 1 - _headroom(W))
+    else:
+        lo = t - _headroom(W)
+    b.lo[side] = lo
+    wbase = _window_base(c, book, side)
+    bbase = _bitmap_base(c, book, side)
+    best = -1
+    while b.ovf_head[side] >= 0:
+        node = b.ovf_head[side]
+        tt = st.levels[ovf + node].price // tick
+        if tt < lo or tt > lo + M:
+            break
+        h = wbase + (tt & M)
+        _move_level(st, ovf + node, h)
+        bitmap_set(st.bits, bbase, c[EC_L0], c[EC_L1], tt & M)
+        _ovf_unlink(st, book, side, node)
+        if best < 0:
+            best = h
+    c[EC_RECENTRES] += 1
+    return best
+
+
+@kernel
+def _ovf_find(st, book, side, price, create):
+    """Handle of the overflow level at ``price`` of (book, side); with ``create`` a
+    new empty one is linked in its sorted place when absent (-1 otherwise)."""
+    c = st.counters
+    ovf = c[EC_OVF_BASE]
+    b = st.books[book]
+    head = b.ovf_head[side]
+    tail = b.ovf_tail[side]
+    after = -1
+    if head >= 0:
+        hp = st.levels[ovf + head].price
+        tp = st.levels[ovf + tail].price
+        # walk from the nearer end (prices only grow worse from head to tail)
+        if abs(price - hp) <= abs(tp - price):
+            node = head
+            after = -1
+            while node >= 0:
+                p = st.levels[ovf + node].price
+                if p == price:
+                    return ovf + node
+                if _better(side, price, p):
+                    break
+                after = node
+                node = st.ovf_next[node]
+        else:
+            node = tail
+            while node >= 0:
+                p = st.levels[ovf + node].price
+                if p == price:
+                    return ovf + node
+                if _better(side, p, price):
+                    break
+                node = st.ovf_prev[node]
+            after = node
+    if not create:
+        return -1
+    node = _ovf_take(st)
+    lv = st.levels[ovf + node]
+    lv.price = price
+    lv.qty = 0
+    lv.head = -1
+    lv.tail = -1
+    lv.count = 0
+    _ovf_link(st, book, side, node, after)
+    return ovf + node
+
+
+@kernel
+def find_level(st, book, side, price):
+    """Handle of the occupied level at ``price`` of (book, side), -1 if none (or the
+    price is not on the tick grid)."""
+    if book < 0 or book >= len(st.books) or (side != BUY and side != SELL) or price <= 0:
+        return -1
+    b = st.books[book]
+    if b.placed[side] == 0 or price % b.tick != 0:
+        return -1
+    c = st.counters
+    W = c[EC_W]
+    t = price // b.tick
+    lo = b.lo[side]
+    if lo <= t and t < lo + W:
+        h = _window_base(c, book, side) + (t & (W - 1))
+        return h if st.levels[h].count > 0 else -1
+    return _ovf_find(st, book, side, price, False)
+
+
+@kernel
+def level_for(st, book, side, price):
+    """Handle of the level at ``price`` (a multiple of the tick) of (book, side),
+    created (and the window placed or slid) when needed. The caller checked that a
+    free overflow node exists (``can_rest``)."""
+    c = st.counters
+    W = c[EC_W]
+    b = st.books[book]
+    t = price // b.tick
+    if b.placed[side] == 0:
+        b.lo[side] = t - (W - 1 - _headroom(W)) if side == BUY else t - _headroom(W)
+        b.placed[side] = 1
+    lo = b.lo[side]
+    if t < lo:
+        if side == BUY:
+            return _ovf_find(st, book, side, price, True)
+        _slide(st, book, side, t)
+    elif t >= lo + W:
+        if side == SELL:
+            return _ovf_find(st, book, side, price, True)
+        _slide(st, book, side, t)
+    h = _window_base(c, book, side) + (t & (W - 1))
+    lv = st.levels[h]
+    if lv.count == 0:
+        lv.price = price
+    return h
+
+
+@kernel(inline="always")
+def can_rest(st):
+    """A free order slot and a free overflow node? (The overflow pool is as large as
+    the order pool and every level holds an order, so the second follows from the
+    first; checked anyway, it is one compare.)"""
+    c = st.counters
+    return c[EC_FREE_HEAD] >= 0 and c[EC_OVF_FREE] >= 0
+
+
 # ------------------------------------------------------------------- resting orders
 @kernel
-def _price_index(st, book, price):
-    """Ladder index of ``price`` (anchoring an empty book's window), -1 if outside."""
-    b = st.books[book]
-    W = st.counters[EC_W]
-    if b.anchored == 0:
-        base = (price // b.tick - W // 2) * b.tick
-        b.base = base if base > 0 else 0
-        b.anchored = 1
-    idx = (price - b.base) // b.tick
-    if idx < 0 or idx >= W:
-        return -1
-    return idx
-
-
-@kernel
-def rest_order(st, book, side, idx, order_id, qty, filled, ts, order_type, tif, status, ins_pos=-1):
-    """Append a new order at the tail of its level. Caller checked id and free slot.
+def rest_order(st, book, side, price, order_id, qty, filled, ts, order_type, tif, status,
+               ins_pos=-1):
+    """Append a new order at the tail of its level (created when needed). The caller
+    checked id, price (a positive multiple of the tick) and room (``can_rest``).
     ``ins_pos``: its index insertion position when the caller already probed for it."""
     pool = st.pool
     counters = st.counters
     b = st.books[book]
+    h = level_for(st, book, side, price)
     slot = counters[EC_FREE_HEAD]
     o = pool[slot]
     counters[EC_FREE_HEAD] = o.next
     o.order_id = order_id
-    o.price = b.base + idx * b.tick
+    o.price = price
     o.qty = qty
     o.filled = filled
     o.ts = ts
     o.symbol = book
-    o.level = idx
+    o.level = h
     o.side = side
     o.order_type = order_type
     o.tif = tif
     o.status = status
     o.next = -1
-    lv = st.levels[level_index(st, book, side, idx)]
+    lv = st.levels[h]
     o.prev = lv.tail
     if lv.tail >= 0:
         pool[lv.tail].next = slot
     else:
         lv.head = slot
-        bitmap_set(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
-                   counters[EC_L1], idx)
+        if h < counters[EC_OVF_BASE]:
+            bitmap_set(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
+                       counters[EC_L1], h - _window_base(counters, book, side))
         b.n_levels[side] += 1
         best = b.best[side]
-        if best < 0 or (side == BUY and idx > best) or (side == SELL and idx < best):
-            b.best[side] = idx
+        if best < 0 or _better(side, price, st.levels[best].price):
+            b.best[side] = h
     lv.tail = slot
     lv.count += 1
     lv.qty += qty
@@ -190,9 +567,9 @@ def remove_resting(st, slot, pos):
     o = pool[slot]
     book = o.symbol
     side = o.side
-    idx = o.level
+    h = o.level
     b = st.books[book]
-    lv = st.levels[level_index(st, book, side, idx)]
+    lv = st.levels[h]
     prv = o.prev
     nxt = o.next
     if prv >= 0:
@@ -205,13 +582,6 @@ def remove_resting(st, slot, pos):
         lv.tail = prv
     lv.count -= 1
     lv.qty -= o.qty
-    if lv.count == 0:
-        lv.qty = 0
-        bitmap_clear(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
-                     counters[EC_L1], idx)
-        b.n_levels[side] -= 1
-        if b.best[side] == idx:
-            b.best[side] = next_level(st, book, side, idx)
     if pos < 0:
         pos = find_order(st, o.order_id, book)
     index_delete(st.index_keys, st.index_slots, counters[EC_HASH_SHIFT], pos)
@@ -220,8 +590,25 @@ def remove_resting(st, slot, pos):
     o.prev = -1
     o.next = counters[EC_FREE_HEAD]
     counters[EC_FREE_HEAD] = slot
-    if b.orders[0] + b.orders[1] == 0:
-        b.anchored = 0  # an empty book re-centres its window on the next order
+    if lv.count == 0:
+        lv.qty = 0
+        b.n_levels[side] -= 1
+        ovf = counters[EC_OVF_BASE]
+        if h >= ovf:
+            if b.best[side] == h:  # only when the window is empty (not normally)
+                nb = st.ovf_next[h - ovf]
+                b.best[side] = ovf + nb if nb >= 0 else -1
+            _ovf_unlink(st, book, side, h - ovf)
+        else:
+            bitmap_clear(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
+                         counters[EC_L1], h - _window_base(counters, book, side))
+            if b.best[side] == h:
+                b.best[side] = next_level(st, book, side, h)
+        nb = b.best[side]
+        if nb >= ovf:
+            b.best[side] = _pull_in(st, book, side)
+        elif nb < 0:
+            b.placed[side] = 0  # an empty side places its window on its next order
 
 
 @kernel(inline="always")
@@ -229,32 +616,34 @@ def _reduce_resting(st, slot, pos, qty):
     """Reduce a resting order by ``qty`` (< its leaves) keeping its queue position."""
     o = st.pool[slot]
     o.qty -= qty
-    st.levels[level_index(st, o.symbol, o.side, o.level)].qty -= qty
+    st.levels[o.level].qty -= qty
 
 
 # -------------------------------------------------------------------------- matching
 @kernel(inline="always")
-def _crosses(taker_side, level_idx, limit_idx):
-    if limit_idx < 0:
+def _crosses(taker_side, level_price, limit_price):
+    if limit_price <= 0:
         return True  # market order
     if taker_side == BUY:
-        return level_idx <= limit_idx
-    return level_idx >= limit_idx
+        return level_price <= limit_price
+    return level_price >= limit_price
 
 
 @kernel
-def crossing_liquidity(st, book, taker_side, limit_idx, want):
+def crossing_liquidity(st, book, taker_side, limit_price, want):
     """(quantity, orders) resting on the opposite side that a taker would reach,
-    walking until ``want`` quantity is covered."""
+    walking until ``want`` quantity is covered (``limit_price`` 0: a market order)."""
     maker = 1 - taker_side
-    idx = st.books[book].best[maker]
+    h = st.books[book].best[maker]
     total = 0
     n_orders = 0
-    while idx >= 0 and total < want and _crosses(taker_side, idx, limit_idx):
-        lv = st.levels[level_index(st, book, maker, idx)]
+    while h >= 0 and total < want:
+        lv = st.levels[h]
+        if not _crosses(taker_side, lv.price, limit_price):
+            break
         total += lv.qty
         n_orders += lv.count
-        idx = next_level(st, book, maker, idx)
+        h = next_level(st, book, maker, h)
     return total, n_orders
 
 
@@ -283,41 +672,43 @@ def _write_fill(st, fills, nf, ts, maker_slot, taker_id, price, qty, taker_side)
 
 
 @kernel
-def _match(st, fills, nf, book, taker_side, limit_idx, qty, taker_id, ts):
+def _match(st, fills, nf, book, taker_side, limit_price, qty, taker_id, ts):
     """Walk the opposite side best-first; returns (unfilled quantity, fills written)."""
     maker = 1 - taker_side
     b = st.books[book]
     pool = st.pool
     while qty > 0:
-        best = b.best[maker]
-        if best < 0 or not _crosses(taker_side, best, limit_idx):
+        h = b.best[maker]
+        if h < 0:
             break
-        lv = st.levels[level_index(st, book, maker, best)]
-        price = b.base + best * b.tick
-        while qty > 0 and lv.head >= 0:
-            slot = lv.head
-            o = pool[slot]
-            trade = min(qty, o.qty)
-            nf = _write_fill(st, fills, nf, ts, slot, taker_id, price, trade, taker_side)
-            qty -= trade
-            o.filled += trade
-            if trade == o.qty:
-                remove_resting(st, slot, -1)  # takes its leaves off the level too
-                o.qty = 0
-                o.status = ST_FILLED
-            else:
-                o.qty -= trade
-                lv.qty -= trade
-                o.status = ST_PARTIALLY_FILLED
+        lv = st.levels[h]
+        price = lv.price
+        if not _crosses(taker_side, price, limit_price):
+            break
+        # one resting order per step: emptying a level may move the window
+        slot = lv.head
+        o = pool[slot]
+        trade = min(qty, o.qty)
+        nf = _write_fill(st, fills, nf, ts, slot, taker_id, price, trade, taker_side)
+        qty -= trade
+        o.filled += trade
+        if trade == o.qty:
+            remove_resting(st, slot, -1)  # takes its leaves off the level too
+            o.qty = 0
+            o.status = ST_FILLED
+        else:
+            o.qty -= trade
+            lv.qty -= trade
+            o.status = ST_PARTIALLY_FILLED
     return qty, nf
 
 
 @kernel(inline="always")
-def _fills_room_ok(st, fills, nf, book, taker_side, limit_idx, qty):
+def _fills_room_ok(st, fills, nf, book, taker_side, limit_price, qty):
     room = len(fills) - nf
     if room >= st.books[book].orders[1 - taker_side]:
         return True
-    _, n_orders = crossing_liquidity(st, book, taker_side, limit_idx, qty)
+    _, n_orders = crossing_liquidity(st, book, taker_side, limit_price, qty)
     return room >= n_orders
 
 
@@ -332,38 +723,57 @@ def _reject(st, reason, order_id, nf):
 
 
 @kernel
-def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif, limit_idx,
+def _outside_collar(st, book, price):
+    """The opt-in collar: is ``price`` more than ``collar_bps`` from the reference (the
+    last trade, else the mid; no reference, no collar)?"""
+    b = st.books[book]
+    ref = b.last_price
+    if ref <= 0:
+        if b.best[BUY] < 0 or b.best[SELL] < 0:
+            return False
+        ref = (st.levels[b.best[BUY]].price + st.levels[b.best[SELL]].price) // 2
+    return abs(price - ref) * 10_000 > b.collar_bps * ref
+
+
+@kernel
+def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
            prior_filled, ins_pos):
     """Match a validated order, then rest or cancel what is left. ``ins_pos`` is the
     id's index insertion position probed before matching (-1 if unknown)."""
-    remaining, nf = _match(st, fills, nf, book, side, limit_idx, qty, order_id, ts)
+    limit_price = price if order_type == LIMIT else np.int64(0)
+    remaining, nf = _match(st, fills, nf, book, side, limit_price, qty, order_id, ts)
     if remaining != qty:
         ins_pos = -1  # matching removed index entries: the probe is stale
     filled = prior_filled + qty - remaining
     if remaining == 0:
         return ST_FILLED, R_NONE, order_id, filled, np.int64(0), nf
     if order_type == LIMIT and tif == GTC:
-        # The ladder index still holds unless matching emptied the book (which un-anchors
-        # its window, to re-centre on this order).
-        b = st.books[book]
-        idx = limit_idx if b.anchored != 0 and limit_idx >= 0 else _price_index(st, book, price)
         status = ST_NEW if filled == 0 else ST_PARTIALLY_FILLED
-        rest_order(st, book, side, idx, order_id, remaining, filled, ts, order_type, tif, status,
-                   ins_pos)
+        rest_order(st, book, side, price, order_id, remaining, filled, ts, order_type, tif,
+                   status, ins_pos)
         return status, R_NONE, order_id, filled, remaining, nf
     return ST_CANCELLED, R_NONE, order_id, filled, np.int64(0), nf
 
 
+@kernel(inline="always")
+def _check_new(qty, side, order_type, tif):
+    """Checks of a new order before its book is read; ``R_NONE`` or the reason."""
+    if side != BUY and side != SELL:
+        return R_INVALID_SIDE
+    if qty <= 0:
+        return R_NON_POSITIVE_QTY
+    if qty > MAX_QTY:
+        return R_QTY_TOO_LARGE
+    if (order_type != LIMIT and order_type != MARKET) or (tif != GTC and tif != IOC and tif != FOK):
+        return R_INVALID_TYPE
+    return R_NONE
+
+
 @kernel
 def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
-    if side != BUY and side != SELL:
-        return _reject(st, R_INVALID_SIDE, order_id, nf)
-    if qty <= 0:
-        return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
-    if qty > MAX_QTY:
-        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
-    if (order_type != LIMIT and order_type != MARKET) or (tif != GTC and tif != IOC and tif != FOK):
-        return _reject(st, R_INVALID_TYPE, order_id, nf)
+    reason = _check_new(qty, side, order_type, tif)
+    if reason != R_NONE:
+        return _reject(st, reason, order_id, nf)
     b = st.books[book]
     if b.halted != 0:
         return _reject(st, R_HALTED, order_id, nf)
@@ -371,42 +781,51 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if probe >= 0:
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
     rests = order_type == LIMIT and tif == GTC
-    limit_idx = -1
     if order_type == LIMIT:
         if price <= 0:
             return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
         if price > MAX_PRICE:
             return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
-        if b.anchored != 0:
-            # One division gives both the tick check and the ladder index (the base is
-            # a multiple of the tick): this is the hot path of every limit order.
-            offset = price - b.base
-            limit_idx = offset // b.tick
-            if limit_idx * b.tick != offset:
-                return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
-            if limit_idx < 0 or limit_idx >= st.counters[EC_W]:
-                return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
-        else:
-            if price % b.tick != 0:
-                return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
-            if not rests:
-                # An unanchored book is empty: nothing to match, nothing will rest.
-                if tif == FOK:
-                    return _reject(st, R_FOK_NOT_FILLABLE, order_id, nf)
-                return ST_CANCELLED, R_NONE, order_id, np.int64(0), np.int64(0), nf
-            limit_idx = _price_index(st, book, price)
-            if limit_idx < 0:
-                return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
-    if rests and st.counters[EC_FREE_HEAD] < 0:
+        if price % b.tick != 0:
+            return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+        if b.collar_bps > 0 and _outside_collar(st, book, price):
+            return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
+    if rests and not can_rest(st):
         return _reject(st, R_POOL_FULL, order_id, nf)
+    limit_price = price if order_type == LIMIT else np.int64(0)
     if tif == FOK:
-        available, _ = crossing_liquidity(st, book, side, limit_idx, qty)
+        available, _ = crossing_liquidity(st, book, side, limit_price, qty)
         if available < qty:
             return _reject(st, R_FOK_NOT_FILLABLE, order_id, nf)
-    if not _fills_room_ok(st, fills, nf, book, side, limit_idx, qty):
+    if not _fills_room_ok(st, fills, nf, book, side, limit_price, qty):
         return _reject(st, R_OUTPUT_FULL, order_id, nf)
     return _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
-                  limit_idx, 0, -1 - probe)
+                  0, -1 - probe)
+
+
+@kernel
+def _rest_replayed(st, nf, ts, order_id, price, qty, book, side):
+    """``EV_REST``: a feed's add rests at its price without matching (no halt check,
+    no collar: the exchange accepted it)."""
+    if side != BUY and side != SELL:
+        return _reject(st, R_INVALID_SIDE, order_id, nf)
+    if qty <= 0:
+        return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
+    if qty > MAX_QTY:
+        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
+    if price <= 0:
+        return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
+    if price > MAX_PRICE:
+        return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
+    if price % st.books[book].tick != 0:
+        return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+    probe = find_order(st, order_id, book)
+    if probe >= 0:
+        return _reject(st, R_DUPLICATE_ID, order_id, nf)
+    if not can_rest(st):
+        return _reject(st, R_POOL_FULL, order_id, nf)
+    rest_order(st, book, side, price, order_id, qty, 0, ts, LIMIT, GTC, ST_NEW, -1 - probe)
+    return ST_NEW, R_NONE, order_id, np.int64(0), qty, nf
 
 
 @kernel
@@ -474,7 +893,9 @@ def _execute(st, fills, nf, ts, order_id, price, qty, book, side):
 
 
 @kernel
-def _modify(st, fills, nf, ts, order_id, price, qty, book):
+def _modify(st, fills, nf, ts, order_id, price, qty, book, replay):
+    """``EV_MODIFY`` (``replay`` False: a new price may match) and ``EV_MOVE`` (a feed's
+    modify: never matches, no halt check, no collar)."""
     # 0 keeps the price or the quantity; below 0 is an error
     if price < 0:
         return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
@@ -488,7 +909,7 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book):
     if pos < 0:
         return _reject(st, R_UNKNOWN_ORDER, order_id, nf)
     b = st.books[book]
-    if b.halted != 0:
+    if b.halted != 0 and not replay:
         return _reject(st, R_HALTED, order_id, nf)
     slot = st.index_slots[pos]
     o = st.pool[slot]
@@ -501,20 +922,63 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book):
         return np.int64(o.status), R_NONE, order_id, o.filled, o.qty, nf
     if new_price % b.tick != 0:
         return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
-    new_idx = (new_price - b.base) // b.tick
-    if new_idx < 0 or new_idx >= st.counters[EC_W]:
+    if not replay and b.collar_bps > 0 and new_price != o.price and _outside_collar(
+            st, book, new_price):
         return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
     side = o.side
-    if not _fills_room_ok(st, fills, nf, book, side, new_idx, new_qty):
+    if not replay and not _fills_room_ok(st, fills, nf, book, side, new_price, new_qty):
         return _reject(st, R_OUTPUT_FULL, order_id, nf)
     # Price change or more quantity: cancel/replace, losing time priority.
     prior_filled = o.filled
     order_type = o.order_type
     tif = o.tif
     remove_resting(st, slot, pos)
-    limit_idx = _price_index(st, book, new_price)
+    if replay:
+        status = ST_NEW if prior_filled == 0 else ST_PARTIALLY_FILLED
+        rest_order(st, book, side, new_price, order_id, new_qty, prior_filled, ts, order_type,
+                   tif, status)
+        return status, R_NONE, order_id, prior_filled, new_qty, nf
     return _enter(st, fills, nf, ts, order_id, new_price, new_qty, book, side, order_type, tif,
-                  limit_idx, prior_filled, -1)
+                  prior_filled, -1)
+
+
+@kernel
+def clear_book(st, book):
+    """Remove every resting order of ``book``; returns how many."""
+    b = st.books[book]
+    n = 0
+    for side in range(2):
+        while b.best[side] >= 0:
+            remove_resting(st, st.levels[b.best[side]].head, -1)
+            n += 1
+    return n
+
+
+@kernel
+def clear_others(st, book, keep_from):
+    """``EV_CLEAR`` for a simulation that queues its own orders among a feed's: remove
+    every resting order of ``book`` whose id is below ``keep_from`` (the feed's, and
+    anonymous volume), keep the rest (a feed's book reset does not cancel orders the
+    feed never knew). Returns how many it removed."""
+    b = st.books[book]
+    n = 0
+    for side in range(2):
+        h = b.best[side]
+        while h >= 0:
+            slot = st.levels[h].head
+            emptied = False
+            while slot >= 0:
+                nxt = st.pool[slot].next
+                if st.pool[slot].order_id < keep_from:
+                    last = st.levels[h].count == 1
+                    remove_resting(st, slot, -1)
+                    n += 1
+                    if last:
+                        emptied = True  # the window may have moved: start again
+                        break
+                slot = nxt
+            h = b.best[side] if emptied else next_level(st, book, side, h)
+    return n
 
 
 @kernel
@@ -528,7 +992,8 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
     executions); price and quantity, 0 meaning "unchanged" (modifies); quantity and
     price (hidden and cross trades). ``R_OUTPUT_FULL`` means
     the fills buffer lacks room for the worst case of this event: nothing was
-    applied; drain the buffer and retry.
+    applied; drain the buffer and retry. ``EV_CLEAR`` returns the number of orders
+    it removed as ``filled``.
     """
     st.counters[EC_EVENTS] += 1
     if book < 0 or book >= len(st.books):
@@ -542,8 +1007,15 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
     if kind == EV_EXECUTE:
         return _execute(st, fills, nf, ts, order_id, price, qty, book, side)
     if kind == EV_MODIFY:
-        return _modify(st, fills, nf, ts, order_id, price, qty, book)
+        return _modify(st, fills, nf, ts, order_id, price, qty, book, False)
+    if kind == EV_REST:
+        return _rest_replayed(st, nf, ts, order_id, price, qty, book, side)
+    if kind == EV_MOVE:
+        return _modify(st, fills, nf, ts, order_id, price, qty, book, True)
     b = st.books[book]
+    if kind == EV_CLEAR:
+        removed = clear_book(st, book)
+        return ST_DONE, R_NONE, order_id, np.int64(removed), np.int64(0), nf
     if kind == EV_EXECUTE_HIDDEN or kind == EV_CROSS:
         if qty < 0:
             return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
@@ -655,16 +1127,15 @@ def top_levels(st, book, side, out_price, out_qty, out_count):
     if book < 0 or book >= len(st.books) or (side != BUY and side != SELL):
         return -1
     n = min(len(out_price), len(out_qty), len(out_count))
-    b = st.books[book]
-    idx = b.best[side]
+    h = st.books[book].best[side]
     k = 0
-    while idx >= 0 and k < n:
-        lv = st.levels[level_index(st, book, side, idx)]
-        out_price[k] = b.base + idx * b.tick
+    while h >= 0 and k < n:
+        lv = st.levels[h]
+        out_price[k] = lv.price
         out_qty[k] = lv.qty
         out_count[k] = lv.count
         k += 1
-        idx = next_level(st, book, side, idx)
+        h = next_level(st, book, side, h)
     return k
 
 
@@ -679,14 +1150,14 @@ def resting_orders(st, book, out):
     b = st.books[book]
     k = 0
     for side in range(2):
-        idx = b.best[side]
-        while idx >= 0:
-            slot = st.levels[level_index(st, book, side, idx)].head
+        h = b.best[side]
+        while h >= 0:
+            slot = st.levels[h].head
             while slot >= 0 and k < len(out):
                 out[k] = st.pool[slot]
                 k += 1
                 slot = st.pool[slot].next
-            idx = next_level(st, book, side, idx)
+            h = next_level(st, book, side, h)
     return k
 
 
@@ -703,7 +1174,7 @@ def queue_position(st, book, order_id):
     o = st.pool[slot]
     qty_ahead = 0
     n_ahead = 0
-    cur = st.levels[level_index(st, book, o.side, o.level)].head
+    cur = st.levels[o.level].head
     while cur >= 0 and cur != slot:
         qty_ahead += st.pool[cur].qty
         n_ahead += 1

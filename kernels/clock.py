@@ -5,6 +5,10 @@ user-space call of roughly 20 ns; the value is comparable with Python's
 ``time.monotonic_ns()`` and ``time.perf_counter_ns()`` on Linux). It is emitted as a
 call to the C symbol by name, so the compiled kernel stays cacheable: LLVM resolves
 the symbol when the cached code is loaded, instead of baking in an address.
+``realtime_ns()`` reads CLOCK_REALTIME the same way: wall time in ns since the Unix
+epoch (comparable with ``time.time_ns()``), for timestamps that outlive the process
+(the journal's records); it can step when the system clock is set, so durations are
+measured with ``now_ns()``.
 
 ``cycles()`` reads the CPU's time-stamp counter (``llvm.readcyclecounter``, i.e.
 RDTSC on x86-64): a few ns, but in ticks, not ns; convert with a calibration measured
@@ -27,10 +31,11 @@ from numba.extending import intrinsic
 
 from .jit import kernel
 
-__all__ = ["now_ns", "cycles", "cycles_ordered", "clock_probe", "CLOCK_MONOTONIC",
-           "PROBE_FIELDS", "HAS_RDTSCP"]
+__all__ = ["now_ns", "realtime_ns", "cycles", "cycles_ordered", "clock_probe", "CLOCK_MONOTONIC",
+           "PROBE_FIELDS", "HAS_RDTSCP", "CLOCK_REALTIME"]
 
-CLOCK_MONOTONIC = 1  # Linux value of the clock id
+CLOCK_REALTIME = 0   # Linux values of the clock ids
+CLOCK_MONOTONIC = 1
 
 
 @intrinsic
@@ -68,6 +73,12 @@ def _read_cycle_counter(typingctx):
 def now_ns():
     """CLOCK_MONOTONIC in nanoseconds, from inside a kernel."""
     return _clock_gettime_ns(CLOCK_MONOTONIC)
+
+
+@kernel(inline="always")
+def realtime_ns():
+    """CLOCK_REALTIME (wall time since the Unix epoch) in nanoseconds, from inside a kernel."""
+    return _clock_gettime_ns(CLOCK_REALTIME)
 
 
 @kernel(inline="always")

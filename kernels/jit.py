@@ -10,15 +10,25 @@ turns on Numba's bounds checking for every kernel, so an out-of-range index rais
 ``IndexError`` instead of reading stray memory. Numba's cache key does not include
 the bounds-check flag, so safe builds are cached in their own directory rather than
 sharing (and poisoning) the fast builds' cache.
+
+Stale caches: Numba checks a cached kernel against its own source file only, but kernels
+inline helpers, state layouts and constants from other files (``state_views``,
+``book_state``), so an edit there would leave a cached kernel using the old layout. At
+import, :func:`invalidate_stale_caches` fingerprints each module of the package together
+with every package module it imports (transitively) and deletes the cached kernels of
+the modules whose fingerprint changed: an edit recompiles what depends on it, and nothing
+stale is ever loaded.
 """
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numba
 from numba import njit
 
-__all__ = ["SAFE_MODE", "kernel", "safe_mode_enabled"]
+__all__ = ["SAFE_MODE", "kernel", "safe_mode_enabled", "invalidate_stale_caches"]
 
 
 def safe_mode_enabled(environ=os.environ) -> bool:
@@ -35,6 +45,129 @@ if SAFE_MODE:
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
         "hft-workbench")
     numba.config.CACHE_DIR = os.path.join(_base, "numba-safe")
+
+
+_PACKAGE = Path(__file__).resolve().parent
+_MARKER = "workbench-kernels.fingerprints.json"
+
+
+def _module_sources() -> dict[str, Path]:
+    """``{"backtest.l2": path, ...}`` for every source file of the package."""
+    out = {}
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        rel = path.relative_to(_PACKAGE).with_suffix("")
+        out[".".join(rel.parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, modules) -> set[str]:
+    """The package modules ``name`` imports (relative or ``kernels.`` absolute)."""
+    import ast
+
+    found = set()
+    package = name.split(".")[:-1]
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return found
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                parts = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "kernels":
+                parts = node.module.split(".")[1:]
+            else:
+                continue
+            stem = ".".join(parts)
+            for alias in node.names:  # ``from . import book`` names a module
+                sub = f"{stem}.{alias.name}" if stem else alias.name
+                if sub in modules:
+                    found.add(sub)
+            if stem in modules:
+                found.add(stem)
+            elif f"{stem}.__init__" in modules:
+                found.add(f"{stem}.__init__")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "kernels" and ".".join(parts[1:]) in modules:
+                    found.add(".".join(parts[1:]))
+    return found
+
+
+def _fingerprints(modules, digest, deps) -> dict[str, str]:
+    """Per module: a hash of its source and of every package module it imports,
+    transitively (what a cached kernel of it may have inlined or frozen as a constant)."""
+    out = {}
+    for m in modules:
+        seen, todo = {m}, [m]
+        while todo:
+            for d in deps[todo.pop()]:
+                if d not in seen and d in digest:
+                    seen.add(d)
+                    todo.append(d)
+        h = hashlib.sha1(numba.__version__.encode())
+        for d in sorted(seen):
+            h.update(d.encode() + digest[d].encode())
+        out[m] = h.hexdigest()
+    return out
+
+
+def _cache_dir_of(module: str) -> Path:
+    """The directory holding ``module``'s cached kernels (Numba's own layout: the
+    source's ``__pycache__``, or its mirror below ``NUMBA_CACHE_DIR``)."""
+    src_dir = _PACKAGE.joinpath(*module.split(".")[:-1])
+    if numba.config.CACHE_DIR:
+        return Path(numba.config.CACHE_DIR) / str(src_dir).lstrip(os.sep).replace(":", "")
+    return src_dir / "__pycache__"
+
+
+def invalidate_stale_caches() -> list[str]:
+    """Delete the cached kernels of every module whose source, or the source of a
+    package module it imports, changed since they were written (module docstring).
+    Returns the modules it invalidated. Costs a few ms when nothing changed (the
+    import graph is re-parsed only for edited files). Never fails: an unwritable
+    cache is left to Numba's own checks."""
+    import json
+
+    try:
+        modules = _module_sources()
+        digest = {m: hashlib.sha1(p.read_bytes()).hexdigest() for m, p in modules.items()}
+        root = _cache_dir_of("jit")
+        marker = root / _MARKER
+        try:
+            old = json.loads(marker.read_text())
+            old_digest, old_deps, old_prints = old["digest"], old["deps"], old["prints"]
+        except (OSError, ValueError, KeyError, TypeError):
+            old_digest, old_deps, old_prints = {}, {}, {}
+        if old_digest == digest:
+            return []
+        deps = {m: (set(old_deps[m]) if old_digest.get(m) == digest[m] and m in old_deps
+                    else _imports(m, p, modules)) for m, p in modules.items()}
+        prints = _fingerprints(modules, digest, deps)
+        stale = [m for m, f in prints.items() if old_prints.get(m) != f]
+        for m in stale:
+            d = _cache_dir_of(m)
+            stem = m.split(".")[-1]
+            if d.is_dir():
+                for f in list(d.glob(f"{stem}.*.nbi")) + list(d.glob(f"{stem}.*.nbc")):
+                    try:
+                        f.unlink()
+                    except FileNotFoundError:
+                        pass
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f"{_MARKER}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps({"digest": digest, "prints": prints,
+                                   "deps": {m: sorted(v) for m, v in deps.items()}}))
+        os.replace(tmp, marker)
+        return stale
+    except OSError:
+        return []
+
+
+# the modules whose cached kernels this import deleted (for tests and the curious)
+INVALIDATED_AT_IMPORT: list[str] = invalidate_stale_caches()
 
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import admission as kadm
 from .atomics import cpu_pause, load_acquire, store_release
-from .book import apply_event, level_index
+from .book import apply_event
 from .clock import now_ns
 from .histogram import record
 from .jit import kernel
@@ -309,11 +309,11 @@ def _refresh_view(st, ctx, view, orders, counters, symbol, last_price, last_qty,
     ask = np.int64(0)
     ask_qty = np.int64(0)
     if b.best[BUY] >= 0:
-        bid = b.base + b.best[BUY] * b.tick
-        bid_qty = st.levels[level_index(st, symbol, BUY, b.best[BUY])].qty
+        bid = st.levels[b.best[BUY]].price
+        bid_qty = st.levels[b.best[BUY]].qty
     if b.best[SELL] >= 0:
-        ask = b.base + b.best[SELL] * b.tick
-        ask_qty = st.levels[level_index(st, symbol, SELL, b.best[SELL])].qty
+        ask = st.levels[b.best[SELL]].price
+        ask_qty = st.levels[b.best[SELL]].qty
     changed = (bid != counters[PC_BID] or ask != counters[PC_ASK]
                or bid_qty != counters[PC_BID_QTY] or ask_qty != counters[PC_ASK_QTY]
                or last_qty > 0)

@@ -42,6 +42,17 @@ The FIX 4.4 codec (``kernels.fix``; its section is at the end of this module):
 ``EXEC_REPORT``  an ExecutionReport (35=8), decoded from the wire or the encoder's input.
 ``MD_ENTRY``     one repeating-group entry of a MarketData snapshot (W) or refresh (X).
 
+The NASDAQ TotalView-ITCH 5.0 codec (``kernels.itch``; its section is the last one):
+
+``ITCH_MSG``     one message, every field of its type in fixed slots.
+``ITCH_REF``     one live order of the decoder's (or the writer's) order-reference table.
+``BOOK_TOP``     the best bid and ask of one book of a multi-book replay after an event.
+
+The journal (``kernels.journal``, ``workbench.journal``; its own section, after ITCH's):
+
+``JOURNAL_RECORD``  one journaled engine command as applied, with its sequence number,
+                    wall time and CRC32C: one 64-byte line, in a ring slot and on disk.
+
 Prices are integers everywhere in the kernels: ``price_units = price * price_scale``
 (``price_scale`` defaults to 10_000, LOBSTER's convention), so matching never compares
 floats. Quantities are integers too.
@@ -78,6 +89,12 @@ EV_EXECUTE_HIDDEN = 5  # a trade against hidden liquidity: recorded, book untouc
 EV_CROSS = 6           # auction cross trade: recorded, book untouched
 EV_HALT = 7            # trading halt / quote / resume (``price`` = -1, 0, 1 as in LOBSTER)
 EV_MODIFY = 8          # new price and/or quantity for a resting order
+# Replay kinds: an exchange feed (ITCH, Databento MBO) reports its own matches as
+# executions, so its adds and modifies must never match in our book.
+EV_REST = 9            # rest an order at its price without matching (a feed's add)
+EV_MOVE = 10           # a feed's modify: less size at the same price keeps priority, a new
+                       # price or more size re-queues at the tail; never matches
+EV_CLEAR = 11          # remove every resting order of the book (a feed's book clear)
 
 # -------------------------------------------------------------------- order status
 ST_NEW = 0               # accepted and resting, nothing filled
@@ -95,7 +112,7 @@ R_NON_POSITIVE_QTY = 3
 R_PRICE_OFF_TICK = 4
 R_POOL_FULL = 5
 R_FOK_NOT_FILLABLE = 6
-R_PRICE_OUT_OF_BAND = 7   # outside the book's price ladder window
+R_PRICE_OUT_OF_BAND = 7   # outside the opt-in price collar (BOOK.collar_bps)
 R_UNKNOWN_SYMBOL = 8
 R_INVALID_SIDE = 9
 R_INVALID_TYPE = 10       # unknown order type / time in force / event kind
@@ -227,21 +244,31 @@ assert MESSAGE.itemsize == 64, MESSAGE.itemsize
 # ===================================================================== book internals
 # kernels.book's ladder levels and per-book scalars (kernels.book_state allocates them).
 LEVEL = np.dtype(
-    [("qty", np.int64), ("head", np.int32), ("tail", np.int32), ("count", np.int32)],
+    [
+        ("qty", np.int64),     # resting quantity
+        ("price", np.int64),   # price units (set when the level is created)
+        ("head", np.int32),    # oldest order (pool slot), -1 when empty
+        ("tail", np.int32),    # newest order
+        ("count", np.int32),   # orders at the level
+    ],
     align=True,
 )
 
 BOOK = np.dtype(
     [
-        ("base", np.int64),            # price (units) of ladder index 0
+        ("lo", np.int64, (2,)),        # lowest tick (price // tick) of each side's window
         ("tick", np.int64),            # tick size in price units
         ("orders", np.int64, (2,)),    # resting orders per side
         ("last_price", np.int64),
         ("volume", np.int64),          # traded quantity (book matches + replayed trades)
         ("trades", np.int64),
-        ("best", np.int32, (2,)),      # ladder index of best bid / best ask, -1 if none
-        ("n_levels", np.int32, (2,)),  # occupied levels per side
-        ("anchored", np.int8),         # ladder window placed?
+        ("collar_bps", np.int64),      # opt-in price collar around the reference, 0 = off
+        ("best", np.int32, (2,)),      # level handle of best bid / best ask, -1 if none
+        ("n_levels", np.int32, (2,)),  # occupied levels per side (window + overflow)
+        ("ovf_head", np.int32, (2,)),  # best overflow level (node) per side, -1 if none
+        ("ovf_tail", np.int32, (2,)),  # worst overflow level per side
+        ("n_ovf", np.int32, (2,)),     # overflow levels per side
+        ("placed", np.int8, (2,)),     # side's window placed? (0 while the side is empty)
         ("halted", np.int8),
     ],
     align=True,
@@ -523,3 +550,111 @@ MD_ENTRY = np.dtype(
     ],
     align=True,
 )
+
+
+# ============================================================================ ITCH
+# The records of the NASDAQ TotalView-ITCH 5.0 codec (kernels.itch; the Python face is
+# workbench.data.itch). Book messages decode into EVENT above; these are ITCH's own:
+#
+# ``ITCH_MSG``  one message with every field of its type, in a fixed set of slots (which
+#               slot holds which spec field, per message type: kernels.itch.decode).
+#               Unsigned spec integers are stored as their int64 bit pattern.
+# ``ITCH_REF``  one live order of the order-reference table (kernels.itch.refs): what the
+#               decoder remembers about a reference (book, side, price, shares left) to
+#               turn E/C/X/D/U into complete EVENTs; the writer keeps its source orders'
+#               ITCH references in it (``value``).
+# ``BOOK_TOP``  the best bid and ask of one book of a multi-book replay after an event
+#               (``bid_price``/``ask_price`` -1 when the side is empty).
+ITCH_N_CODES = 12  # ITCH_MSG.codes: the one-character fields of a message, in spec order
+
+ITCH_MSG = np.dtype(
+    [
+        ("offset", np.int64),    # byte offset of the message's 2-byte length prefix
+        ("ts", np.int64),        # ns since midnight (the 6-byte timestamp)
+        ("ref", np.int64),       # order reference (A F E C X D P; U: the original one)
+        ("new_ref", np.int64),   # U: the new order reference
+        ("match", np.int64),     # match number (E C P Q B)
+        ("shares", np.int64),    # shares (A F E C X U P Q); I paired; R round lot size
+        ("aux", np.int64),       # I imbalance shares, R ETP leverage factor, K release time,
+                                 # J extension, O near execution time
+        ("price", np.int64),     # Price(4) units (V: Price(8) units); see kernels.itch.decode
+        ("price2", np.int64),
+        ("price3", np.int64),
+        ("price4", np.int64),
+        ("price5", np.int64),
+        ("stock", np.uint64),    # the 8 stock bytes in file order (view as "S8")
+        ("mpid", np.uint32),     # F attribution, L MPID, H reason: 4 bytes in file order
+        ("locate", np.int32),    # stock locate (0..65535)
+        ("tracking", np.int32),  # tracking number
+        ("msg_type", np.uint8),  # the type character ('A' = 65)
+        ("side", np.uint8),      # 'B'/'S' (A F P); I: imbalance direction; else 0
+        ("codes", np.uint8, (ITCH_N_CODES,)),
+    ],
+    align=True,
+)
+
+ITCH_REF = np.dtype(
+    [
+        ("key", np.int64),       # the order reference (the writer: its source order key)
+        ("value", np.int64),     # the writer: the ITCH reference it assigned; else unused
+        ("price", np.uint32),    # price units (ITCH prices are u32)
+        ("qty", np.uint32),      # shares left (ITCH share counts of orders are u32)
+        ("book", np.int32),      # book index; part of the key
+        ("side", np.int8),       # BUY / SELL
+        ("used", np.int8),       # 1: the slot holds an order
+    ],
+    align=True,
+)
+
+BOOK_TOP = np.dtype(
+    [
+        ("ts", np.int64),
+        ("bid_price", np.int64),  # -1 when the side is empty
+        ("bid_qty", np.int64),
+        ("ask_price", np.int64),  # -1 when the side is empty
+        ("ask_qty", np.int64),
+        ("book", np.int32),
+    ],
+    align=True,
+)
+
+
+# ========================================================================= journal
+# One journaled engine command (``kernels.journal``, ``workbench.journal``): exactly one
+# 64-byte cache line, so a ring slot never straddles two lines and a segment file is a
+# plain array of them after its header. The EVENT fields are the command *as applied*
+# (automatic ids and logical-clock times resolved), so replaying them through
+# ``kernels.book.apply_batch`` rebuilds the same state. ``crc`` is the CRC32C
+# (Castagnoli) of the record's first 60 bytes.
+JR_EVENT = 1          # an engine event (the EVENT fields), applied once on replay
+JR_OUTPUT_FULL = 2    # the engine's output-full pause counter moved by ``qty`` (no event)
+JR_APP = 3            # an application's own record (e.g. FIX session state): replay skips
+                      # it; ``kind`` is the application's code, ts..symbol its payload
+
+JF_AUTO_ID = 1        # an add from the single-order path: it advances the automatic ids
+JF_LOG_FILLS = 2      # its fills went to the engine's fill log (``record_fills``)
+JF_END = 128          # the last record of one engine call: recovery applies whole calls only
+
+JOURNAL_RECORD = np.dtype(
+    [
+        ("seq", np.int64),       # journal sequence number: 1, 2, ... without gaps
+        ("wall_ns", np.int64),   # CLOCK_REALTIME ns when the command was journaled
+        ("ts", np.int64),        # the EVENT as applied
+        ("order_id", np.int64),
+        ("price", np.int64),
+        ("qty", np.int64),
+        ("symbol", np.int32),
+        ("kind", np.int8),
+        ("side", np.int8),
+        ("order_type", np.int8),
+        ("tif", np.int8),
+        ("rtype", np.uint8),     # JR_*
+        ("flags", np.uint8),     # JF_* bits
+        ("reserved", np.uint16),
+        ("crc", np.uint32),      # CRC32C of bytes 0..59
+    ],
+    align=True,
+)
+JOURNAL_CRC_BYTES = 60
+assert JOURNAL_RECORD.itemsize == 64, JOURNAL_RECORD.itemsize
+assert JOURNAL_RECORD.fields["crc"][1] == JOURNAL_CRC_BYTES

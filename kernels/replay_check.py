@@ -20,10 +20,9 @@ resynchronises the engine's top ``L`` levels to the row and counts it:
 from __future__ import annotations
 
 from .book import (
-    _price_index, _reduce_resting, anon_order_id, apply_event, find_order, level_index,
-    next_level, remove_resting, rest_order,
+    _reduce_resting, anon_order_id, apply_event, can_rest, find_level, find_order, next_level,
+    remove_resting, rest_order,
 )
-from .book_state import EC_FREE_HEAD, EC_W
 from .jit import kernel
 from .pointers import borrow_fills
 from .records import (
@@ -50,12 +49,12 @@ def top_matches(st, book, row, n_levels):
     """True when the engine's top ``n_levels`` per side equal the row."""
     b = st.books[book]
     for side in (SELL, BUY):
-        idx = b.best[side]
+        h = b.best[side]
         for j in range(n_levels):
-            if idx >= 0:
-                price = b.base + idx * b.tick
-                qty = st.levels[level_index(st, book, side, idx)].qty
-                idx = next_level(st, book, side, idx)
+            if h >= 0:
+                price = st.levels[h].price
+                qty = st.levels[h].qty
+                h = next_level(st, book, side, h)
             else:
                 price = EMPTY_ASK if side == SELL else EMPTY_BID
                 qty = 0
@@ -82,17 +81,17 @@ def _in_row(row, n_real, side, price):
 
 
 @kernel
-def _clear_level(st, book, side, idx):
-    lv = st.levels[level_index(st, book, side, idx)]
-    while lv.head >= 0:
-        remove_resting(st, lv.head, -1)
+def _clear_level(st, book, side, h):
+    n = st.levels[h].count
+    for _ in range(n):  # the last removal may move the window: count, do not re-read
+        remove_resting(st, st.levels[h].head, -1)
 
 
 @kernel
-def _order_of_size(st, book, side, idx, qty):
+def _order_of_size(st, book, side, h, qty):
     """Newest order of exactly ``qty`` at a level, or -1: when the file shows a level
     short by one order's size, that order is the likeliest to have vanished."""
-    slot = st.levels[level_index(st, book, side, idx)].tail
+    slot = st.levels[h].tail
     while slot >= 0:
         if st.pool[slot].qty == qty:
             return slot
@@ -101,10 +100,10 @@ def _order_of_size(st, book, side, idx, qty):
 
 
 @kernel
-def _shrink_level(st, book, side, idx, price, excess):
+def _shrink_level(st, book, side, h, price, excess):
     """Take ``excess`` off a level: an order of exactly that size if there is one,
     else anonymous volume first, then newest orders."""
-    exact = _order_of_size(st, book, side, idx, excess)
+    exact = _order_of_size(st, book, side, h, excess)
     if exact >= 0:
         remove_resting(st, exact, -1)
         return
@@ -117,9 +116,11 @@ def _shrink_level(st, book, side, idx, price, excess):
         else:
             _reduce_resting(st, slot, pos, take)
         excess -= take
-    lv = st.levels[level_index(st, book, side, idx)]
-    while excess > 0 and lv.tail >= 0:
-        slot = lv.tail
+    while excess > 0:
+        h = find_level(st, book, side, price)  # removals may have moved the level
+        if h < 0:
+            break
+        slot = st.levels[h].tail
         take = min(excess, st.pool[slot].qty)
         if take == st.pool[slot].qty:
             remove_resting(st, slot, -1)
@@ -129,22 +130,9 @@ def _shrink_level(st, book, side, idx, price, excess):
 
 
 @kernel
-def _ladder_index(st, book, side, price):
-    """Ladder index of an existing price on an anchored book, -1 when the message's
-    (side, price) cannot name a level (the file has hidden trades at sub-tick prices)."""
-    b = st.books[book]
-    if b.anchored == 0 or price <= 0 or price % b.tick != 0 or (side != BUY and side != SELL):
-        return -1
-    idx = (price - b.base) // b.tick
-    if idx < 0 or idx >= st.counters[EC_W]:
-        return -1
-    return idx
-
-
-@kernel
 def _level_qty_at(st, book, side, price):
-    idx = _ladder_index(st, book, side, price)
-    return st.levels[level_index(st, book, side, idx)].qty if idx >= 0 else 0
+    h = find_level(st, book, side, price)  # -1 for prices that name no level
+    return st.levels[h].qty if h >= 0 else 0
 
 
 @kernel
@@ -153,19 +141,19 @@ def _consume_unseen(st, book, side, price, qty, from_head):
     file, its entry was not): take ``qty`` off that level's orders, oldest first for an
     execution (executions hit the front of the queue), newest first for a cancel.
     Returns the quantity taken."""
-    idx = _ladder_index(st, book, side, price)
-    if idx < 0:
+    h = find_level(st, book, side, price)
+    if h < 0:
         return 0
-    lv = st.levels[level_index(st, book, side, idx)]
-    exact = _order_of_size(st, book, side, idx, qty)
+    exact = _order_of_size(st, book, side, h, qty)
     if exact >= 0:
         remove_resting(st, exact, -1)
         return qty
     taken = 0
     while taken < qty:
-        slot = lv.head if from_head else lv.tail
-        if slot < 0:
+        h = find_level(st, book, side, price)  # removals may have moved the level
+        if h < 0:
             break
+        slot = st.levels[h].head if from_head else st.levels[h].tail
         take = min(qty - taken, st.pool[slot].qty)
         if take == st.pool[slot].qty:
             remove_resting(st, slot, -1)
@@ -181,43 +169,53 @@ def _clear_crossed(st, book, side, price):
     part as executions of resting orders), so opposite levels it would cross are stale:
     drop them. Returns the number of levels dropped."""
     b = st.books[book]
-    if b.anchored == 0 or (side != BUY and side != SELL):
+    if side != BUY and side != SELL:
         return 0
     opposite = 1 - side
     dropped = 0
-    idx = b.best[opposite]
-    while idx >= 0:
-        level_price = b.base + idx * b.tick
+    while b.best[opposite] >= 0:  # clearing the best may move the window: re-read it
+        h = b.best[opposite]
+        level_price = st.levels[h].price
         if (side == BUY and level_price > price) or (side == SELL and level_price < price):
             break
-        nxt = next_level(st, book, opposite, idx)
-        _clear_level(st, book, opposite, idx)
+        _clear_level(st, book, opposite, h)
         dropped += 1
-        idx = nxt
     return dropped
 
 
 @kernel
-def _grow_level(st, book, side, idx, price, missing, ts):
+def _grow_level(st, book, side, price, missing, ts):
     """Add ``missing`` anonymous volume at a level. False if the pool is full."""
     anon = anon_order_id(book, side, price)
     pos = find_order(st, anon, book)
     if pos >= 0:
         slot = st.index_slots[pos]
         st.pool[slot].qty += missing
-        st.levels[level_index(st, book, side, idx)].qty += missing
+        st.levels[st.pool[slot].level].qty += missing
         return True
-    if st.counters[EC_FREE_HEAD] < 0:
+    if not can_rest(st):
         return False
-    rest_order(st, book, side, idx, anon, missing, 0, ts, LIMIT, GTC, ST_NEW)
+    rest_order(st, book, side, price, anon, missing, 0, ts, LIMIT, GTC, ST_NEW)
     return True
+
+
+@kernel
+def _first_worse(st, book, side, price):
+    """Handle of the best level of ``side`` strictly worse than ``price``, -1 if none."""
+    h = st.books[book].best[side]
+    while h >= 0:
+        p = st.levels[h].price
+        if (side == BUY and p < price) or (side == SELL and p > price):
+            return h
+        h = next_level(st, book, side, h)
+    return -1
 
 
 @kernel
 def resync_top(st, book, row, n_levels, ts):
     """Make the engine's top ``n_levels`` per side equal ``row`` (see module doc).
-    Returns the number of file levels that could not be represented (off the price
-    window or off tick, or the pool full); 0 normally."""
+    Returns the number of file levels that could not be represented (off tick, or the
+    pool full); 0 normally."""
     b = st.books[book]
     unrepresented = 0
     # 1. clear engine levels the row says are empty (both sides first, so that the
@@ -225,16 +223,18 @@ def resync_top(st, book, row, n_levels, ts):
     for side in (SELL, BUY):
         n_real = _real_levels(row, n_levels, side)
         last = _row_price(row, n_real - 1, side) if n_real == n_levels else 0
-        idx = b.best[side]
-        while idx >= 0:
-            price = b.base + idx * b.tick
+        h = b.best[side]
+        while h >= 0:
+            price = st.levels[h].price
             if n_real == n_levels and ((side == SELL and price > last) or
                                        (side == BUY and price < last)):
                 break  # beyond what the row shows: unknown, leave it
-            nxt = next_level(st, book, side, idx)
-            if not _in_row(row, n_real, side, price):
-                _clear_level(st, book, side, idx)
-            idx = nxt
+            if _in_row(row, n_real, side, price):
+                h = next_level(st, book, side, h)
+            else:
+                _clear_level(st, book, side, h)
+                # clearing may move the window: continue from the next worse price
+                h = _first_worse(st, book, side, price)
     # 2. set each shown level's volume
     for side in (SELL, BUY):
         n_real = _real_levels(row, n_levels, side)
@@ -244,27 +244,83 @@ def resync_top(st, book, row, n_levels, ts):
             if price <= 0 or price % b.tick != 0:
                 unrepresented += 1
                 continue
-            idx = _price_index(st, book, price)
-            if idx < 0:
-                unrepresented += 1
-                continue
-            have = st.levels[level_index(st, book, side, idx)].qty
+            h = find_level(st, book, side, price)
+            have = st.levels[h].qty if h >= 0 else 0
             if have > want:
-                _shrink_level(st, book, side, idx, price, have - want)
+                _shrink_level(st, book, side, h, price, have - want)
             elif have < want:
-                if not _grow_level(st, book, side, idx, price, want - have, ts):
+                if not _grow_level(st, book, side, price, want - have, ts):
                     unrepresented += 1
     return unrepresented
 
 
 @kernel
-def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags):
+def _known(side, price, horizon):
+    """Is ``price`` within what the replay has seen of ``side`` (``horizon``)?"""
+    return price >= horizon[BUY] if side == BUY else price <= horizon[SELL]
+
+
+@kernel
+def only_unseen_depth(st, book, row, n_levels, horizon):
+    """True when the engine's top ``n_levels`` and the row agree on every level the
+    replay has seen (``horizon``: per side, the worst price up to which the file has
+    shown the whole book), so that the rows differ only where a level entered the
+    file's visible depth from beyond it: volume that rested before the file began."""
+    b = st.books[book]
+    for side in (SELL, BUY):
+        h = b.best[side]
+        k = 0
+        j = 0
+        while True:
+            # next known engine level among its top n_levels
+            while k < n_levels and h >= 0 and not _known(side, st.levels[h].price, horizon):
+                h = next_level(st, book, side, h)
+                k += 1
+            while j < n_levels and (_row_size(row, j, side) <= 0 or
+                                    not _known(side, _row_price(row, j, side), horizon)):
+                j += 1
+            engine_has = k < n_levels and h >= 0
+            file_has = j < n_levels
+            if engine_has != file_has:
+                return False
+            if not engine_has:
+                break
+            if (st.levels[h].price != _row_price(row, j, side)
+                    or st.levels[h].qty != _row_size(row, j, side)):
+                return False
+            h = next_level(st, book, side, h)
+            k += 1
+            j += 1
+    return True
+
+
+@kernel
+def extend_horizon(row, n_levels, horizon):
+    """After a row the engine agrees with, it has seen each side down to the row's last
+    level (the whole side when the row shows fewer than ``n_levels``)."""
+    for side in (SELL, BUY):
+        n_real = _real_levels(row, n_levels, side)
+        if n_real < n_levels:
+            horizon[side] = 0 if side == BUY else EMPTY_ASK
+        else:
+            last = _row_price(row, n_levels - 1, side)
+            if side == BUY and last < horizon[BUY]:
+                horizon[BUY] = last
+            elif side == SELL and last > horizon[SELL]:
+                horizon[SELL] = last
+
+
+@kernel
+def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags, horizon):
     """Apply ``events[start:stop]`` and compare each with its row (module doc).
 
     ``fills`` is scratch (replay fills are not kept; it must hold ``capacity`` fills
     so that no event can ever find it too small). ``matched_flags[i]`` is set to 1
-    where row ``i`` matched before any resync. Returns ``(matched, resyncs,
-    unrepresented_levels)``.
+    where row ``i`` matched before any resync. ``horizon`` (int64[2], kept across
+    calls; start it with :func:`extend_horizon` over the first row) tracks how deep
+    the file has shown each side, so that a mismatch only beyond it counts as
+    *unseen depth*. Returns ``(matched, resyncs, unrepresented_levels, unseen_depth,
+    next_event)``: ``unseen_depth`` of the resyncs had no other cause.
     """
     st = book_borrow(st)
     fills = borrow_fills(fills)
@@ -272,6 +328,7 @@ def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags
     matched = 0
     resyncs = 0
     unrepresented = 0
+    unseen = 0
     for i in range(start, stop):
         e = events[i]
         if e.kind == EV_ADD:
@@ -281,7 +338,7 @@ def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags
         result = apply_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, book, e.kind,
                              e.side, e.order_type, e.tif)
         if result[1] == R_OUTPUT_FULL:
-            return matched, resyncs, unrepresented, i
+            return matched, resyncs, unrepresented, unseen, i
         if removes:
             # The file says ``qty`` left this level. If the engine removed less (an id it
             # never saw, or an order it holds smaller than the exchange did), the rest
@@ -294,6 +351,9 @@ def replay_and_compare(st, book, events, rows, start, stop, fills, matched_flags
             matched += 1
             matched_flags[i] = 1
         else:
+            if only_unseen_depth(st, book, row, n_levels, horizon):
+                unseen += 1
             resyncs += 1
             unrepresented += resync_top(st, book, row, n_levels, e.ts)
-    return matched, resyncs, unrepresented, stop
+        extend_horizon(row, n_levels, horizon)
+    return matched, resyncs, unrepresented, unseen, stop

@@ -54,11 +54,11 @@ __all__ = [
 
 
 # -------------------------------------------------------------------- BookState
-N_BOOK_CONTEXT = 15
+N_BOOK_CONTEXT = 19
 
 
 def book_context(state: BookState) -> np.ndarray:
-    """``state`` packed for :func:`book_views` (15 int64 slots)."""
+    """``state`` packed for :func:`book_views` (19 int64 slots)."""
     return pack_context((
         ("pool", state.pool, ORDER, 1),
         ("levels", state.levels, LEVEL, 1),
@@ -67,6 +67,8 @@ def book_context(state: BookState) -> np.ndarray:
         ("index_keys", state.index_keys, np.int64, 1),
         ("index_slots", state.index_slots, np.int32, 1),
         ("counters", state.counters, np.int64, 1),
+        ("ovf_next", state.ovf_next, np.int32, 1),
+        ("ovf_prev", state.ovf_prev, np.int32, 1),
     ))
 
 
@@ -81,6 +83,8 @@ def book_views(c):
         carray(address_as_pointer(c[8]), c[9], np.int64),
         carray(address_as_pointer(c[10]), c[11], np.int32),
         carray(address_as_pointer(c[12]), c[13], np.int64),
+        carray(address_as_pointer(c[14]), c[15], np.int32),
+        carray(address_as_pointer(c[16]), c[17], np.int32),
     )
 
 
@@ -96,15 +100,17 @@ def book_borrow(state):
         borrow(state.index_keys, np.int64),
         borrow(state.index_slots, np.int32),
         borrow(state.counters, np.int64),
+        borrow(state.ovf_next, np.int32),
+        borrow(state.ovf_prev, np.int32),
     )
 
 
 # ------------------------------------------------------------------ EngineState
-N_ENGINE_CONTEXT = 17
+N_ENGINE_CONTEXT = 21
 
 
 def engine_context(state: EngineState) -> np.ndarray:
-    """``state`` packed for :func:`engine_views` (17 int64 slots)."""
+    """``state`` packed for :func:`engine_views` (21 int64 slots)."""
     return pack_context((
         ("st.pool", state.st.pool, ORDER, 1),
         ("st.levels", state.st.levels, LEVEL, 1),
@@ -113,6 +119,8 @@ def engine_context(state: EngineState) -> np.ndarray:
         ("st.index_keys", state.st.index_keys, np.int64, 1),
         ("st.index_slots", state.st.index_slots, np.int32, 1),
         ("st.counters", state.st.counters, np.int64, 1),
+        ("st.ovf_next", state.st.ovf_next, np.int32, 1),
+        ("st.ovf_prev", state.st.ovf_prev, np.int32, 1),
         ("fills", state.fills, FILL, 1),
     ))
 
@@ -129,8 +137,10 @@ def engine_views(c):
             carray(address_as_pointer(c[8]), c[9], np.int64),
             carray(address_as_pointer(c[10]), c[11], np.int32),
             carray(address_as_pointer(c[12]), c[13], np.int64),
+            carray(address_as_pointer(c[14]), c[15], np.int32),
+            carray(address_as_pointer(c[16]), c[17], np.int32),
         ),
-        carray(address_as_pointer(c[14]), c[15], FILL),
+        carray(address_as_pointer(c[18]), c[19], FILL),
     )
 
 
@@ -145,11 +155,11 @@ def engine_borrow(state):
 
 
 # ---------------------------------------------------------------- BacktestState
-N_BACKTEST_CONTEXT = 62
+N_BACKTEST_CONTEXT = 66
 
 
 def backtest_context(state: BacktestState) -> np.ndarray:
-    """``state`` packed for :func:`backtest_views` (62 int64 slots)."""
+    """``state`` packed for :func:`backtest_views` (66 int64 slots)."""
     return pack_context((
         ("st.pool", state.st.pool, ORDER, 1),
         ("st.levels", state.st.levels, LEVEL, 1),
@@ -158,6 +168,8 @@ def backtest_context(state: BacktestState) -> np.ndarray:
         ("st.index_keys", state.st.index_keys, np.int64, 1),
         ("st.index_slots", state.st.index_slots, np.int32, 1),
         ("st.counters", state.st.counters, np.int64, 1),
+        ("st.ovf_next", state.st.ovf_next, np.int32, 1),
+        ("st.ovf_prev", state.st.ovf_prev, np.int32, 1),
         ("fills", state.fills, FILL, 1),
         ("ctx", state.ctx, CTX, 1),
         ("mview", state.mview, VIEW, 1),
@@ -196,30 +208,32 @@ def backtest_views(c):
             carray(address_as_pointer(c[8]), c[9], np.int64),
             carray(address_as_pointer(c[10]), c[11], np.int32),
             carray(address_as_pointer(c[12]), c[13], np.int64),
+            carray(address_as_pointer(c[14]), c[15], np.int32),
+            carray(address_as_pointer(c[16]), c[17], np.int32),
         ),
-        carray(address_as_pointer(c[14]), c[15], FILL),
-        carray(address_as_pointer(c[16]), c[17], CTX),
-        carray(address_as_pointer(c[18]), c[19], VIEW),
-        carray(address_as_pointer(c[20]), c[21], LIVE),
-        carray(address_as_pointer(c[22]), c[23], ACTION),
-        carray(address_as_pointer(c[24]), c[25], np.float64),
-        carray(address_as_pointer(c[26]), c[27], ORDER_LOG),
-        carray(address_as_pointer(c[28]), c[29], OWN_FILL),
-        carray(address_as_pointer(c[30]), c[31], STEP),
-        carray(address_as_pointer(c[32]), c[33], VIEW),
-        carray(address_as_pointer(c[34]), c[35], PENDING),
-        carray(address_as_pointer(c[36]), c[37], RESPONSE),
-        carray(address_as_pointer(c[38]), c[39], np.int64),
-        carray(address_as_pointer(c[40]), c[41], np.int64),
-        carray(address_as_pointer(c[42]), c[43], np.float64),
+        carray(address_as_pointer(c[18]), c[19], FILL),
+        carray(address_as_pointer(c[20]), c[21], CTX),
+        carray(address_as_pointer(c[22]), c[23], VIEW),
+        carray(address_as_pointer(c[24]), c[25], LIVE),
+        carray(address_as_pointer(c[26]), c[27], ACTION),
+        carray(address_as_pointer(c[28]), c[29], np.float64),
+        carray(address_as_pointer(c[30]), c[31], ORDER_LOG),
+        carray(address_as_pointer(c[32]), c[33], OWN_FILL),
+        carray(address_as_pointer(c[34]), c[35], STEP),
+        carray(address_as_pointer(c[36]), c[37], VIEW),
+        carray(address_as_pointer(c[38]), c[39], PENDING),
+        carray(address_as_pointer(c[40]), c[41], RESPONSE),
+        carray(address_as_pointer(c[42]), c[43], np.int64),
         carray(address_as_pointer(c[44]), c[45], np.int64),
         carray(address_as_pointer(c[46]), c[47], np.float64),
-        carray(address_as_pointer(c[48]), c[49], np.float64),
-        carray(address_as_pointer(c[50]), c[51], np.int64),
+        carray(address_as_pointer(c[48]), c[49], np.int64),
+        carray(address_as_pointer(c[50]), c[51], np.float64),
         carray(address_as_pointer(c[52]), c[53], np.float64),
-        carray(address_as_pointer(c[54]), (c[55], c[56]), np.int64),
-        carray(address_as_pointer(c[57]), c[58], np.int64),
-        carray(address_as_pointer(c[59]), c[60], np.int64),
+        carray(address_as_pointer(c[54]), c[55], np.int64),
+        carray(address_as_pointer(c[56]), c[57], np.float64),
+        carray(address_as_pointer(c[58]), (c[59], c[60]), np.int64),
+        carray(address_as_pointer(c[61]), c[62], np.int64),
+        carray(address_as_pointer(c[63]), c[64], np.int64),
     )
 
 

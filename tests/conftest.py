@@ -1,9 +1,16 @@
 """Shared test fixtures: where ``../shared`` is, and skipping when it is absent."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# ``make test`` runs two pytest-xdist workers: each tags its shared-memory segments (and its
+# children's, through the environment) so one worker's "nothing left behind" checks never
+# see the other's live rings. Set before anything imports ``workbench.queues``.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["WORKBENCH_SHM_TAG"] = os.environ["PYTEST_XDIST_WORKER"] + "_"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

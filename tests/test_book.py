@@ -137,8 +137,6 @@ def test_queries_depth_vwap_mid_spread():
     (RejectReason.INVALID_SIDE, (R.EV_ADD, 2, 5, 990_000, 5), []),
     (RejectReason.INVALID_TYPE, (R.EV_ADD, 2, R.BUY, 990_000, 5, 9), []),
     (RejectReason.NON_POSITIVE_PRICE, (R.EV_ADD, 2, R.BUY, -100, 5), []),
-    (RejectReason.PRICE_OUT_OF_BAND, (R.EV_ADD, 2, R.BUY, 990_000 + 100 * 5000, 5),
-     [(R.EV_ADD, 1, R.BUY, 990_000, 5)]),
 ])
 def test_each_reject_reason_through_the_batched_kernel(reason, event, setup):
     book = small_book()
@@ -203,13 +201,17 @@ def test_streaming_apply_pauses_on_a_full_fills_buffer_and_loses_nothing():
     assert (nxt, nf) == (11, 10) and list(big["maker_id"][:nf]) == list(range(1, 11))
 
 
-def test_window_recentres_when_a_book_empties():
-    book = small_book()   # 4096 ticks = 40.96 wide
+def test_prices_beyond_the_window_rest_and_the_window_follows():
+    book = small_book()   # a 4096-tick window = 40.96 wide
     r = book.submit(Side.BUY, 100.0, 1)
-    far = book.submit(Side.BUY, 500.0, 1)
-    assert far.reason == RejectReason.PRICE_OUT_OF_BAND
+    far = book.submit(Side.BUY, 500.0, 1)   # better than the whole window: it slides
+    assert far.accepted and book.best_bid == 500.0
+    deep = book.submit(Side.BUY, 1.0, 1)    # worse than the window: the overflow
+    assert deep.accepted
+    assert [p for p, _, _ in book.get_bids(5)] == [500.0, 100.0, 1.0]
+    book.cancel(far.order_id)
     book.cancel(r.order_id)
-    assert book.submit(Side.BUY, 500.0, 1).accepted
+    assert book.best_bid == 1.0            # the window re-centred on the overflow's best
 
 
 def test_anonymous_volume_fallback():

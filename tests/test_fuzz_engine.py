@@ -21,7 +21,7 @@ Three hypothesis properties run in the child, each with ``--examples`` examples:
 * ``fuzz_event_batches``: ``submit_many`` on random EVENT records with sentinels and
   extremes in every field (ids -2**63/2**63-1, quantities and prices at and past the
   limits, unknown kinds, sides, types, books); each row's RESULT and fills must match
-  the reference (rows the engine rejects for its price window, pool or symbol range are
+  the reference (rows the engine rejects for its shared pool or symbol range are
   checked to change nothing instead).
 * ``fuzz_apply_buffers``: ``apply`` with caller buffers of every kind (wrong dtype, 2-d,
   strided, read-only, over immutable bytes, read-only memmaps, too small, overlapping the
@@ -71,7 +71,7 @@ SCALE = 10_000
 TICK = 100              # 0.01 in price units
 MID = 1_000_000         # 100.00
 CAPACITY = 40           # small: the pool fills up now and then
-LEVELS = 4096           # the smallest ladder
+LEVELS = 64             # the smallest window: far prices exercise the overflow
 EMPTY = int(EMPTY_KEY)
 MAX_ID = R.MAX_ORDER_ID
 GOLDEN = 0x9E3779B97F4A7C15
@@ -82,7 +82,7 @@ ALIVE = (R.ST_NEW, R.ST_PARTIALLY_FILLED)
 # ===================================================================== invariant checker
 def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
     """Assert every structural invariant of ``eng.state``; return the live orders as
-    ``{slot: (book, side, ladder index)}``. Independent of the kernels: numpy and Python."""
+    ``{slot: (book, side, level handle)}``. Independent of the kernels: numpy and Python."""
     s = eng.state
     c = s.counters
     pool = s.pool
@@ -103,61 +103,104 @@ def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
         free += 1
         slot = nxt[slot]
 
-    # the ladders: each level's FIFO, totals, counts, best, bitmap
+    # the levels: window slots and overflow nodes. Each level's FIFO, totals, counts;
+    # the overflow lists (sorted best first, all worse than the window); best; bitmaps
     live: dict[int, tuple[int, int, int]] = {}
-    levels = s.levels.reshape(n_books, 2, W)
+    ovf_base = int(c[book_state.EC_OVF_BASE])
+    assert ovf_base == n_books * 2 * W
+    window = s.levels[:ovf_base].reshape(n_books, 2, W)
+    n_nodes = len(s.levels) - ovf_base
+    onext = s.ovf_next.tolist()
+    oprev = s.ovf_prev.tolist()
+    free_nodes: set[int] = set()
+    node = int(c[book_state.EC_OVF_FREE])
+    while node != -1:
+        assert 0 <= node < n_nodes and node not in free_nodes, f"overflow free list at {node}"
+        free_nodes.add(node)
+        node = onext[node]
+    used_nodes: set[int] = set()
     l0, l1, block = bitmap_layout(W)
     for book in range(n_books):
         b = s.books[book]
-        base, tick = int(b["base"]), int(b["tick"])
+        tick = int(b["tick"])
         for side in (R.BUY, R.SELL):
-            lv = levels[book, side]
+            lo = int(b["lo"][side])
+            lv = window[book, side]
             count = lv["count"]
             empty = count == 0
             assert (count >= 0).all()
             assert (lv["head"][empty] == -1).all() and (lv["tail"][empty] == -1).all()
             assert (lv["qty"][empty] == 0).all(), "an empty level holds quantity"
             occupied = np.flatnonzero(~empty).tolist()
-            n_orders = 0
+            levels = []  # (handle, price)
             for idx in occupied:
-                head, tail = int(lv["head"][idx]), int(lv["tail"][idx])
+                price = int(lv["price"][idx])
+                t = price // tick
+                assert price % tick == 0 and lo <= t < lo + W and t % W == idx, \
+                    f"window level {idx} holds price {price} (window from tick {lo})"
+                levels.append(((book * 2 + side) * W + idx, price))
+            nodes, prev, node = [], -1, int(b["ovf_head"][side])
+            while node != -1:
+                assert 0 <= node < n_nodes, f"overflow list links outside the pool: {node}"
+                assert node not in used_nodes and node not in free_nodes, f"node {node} twice"
+                used_nodes.add(node)
+                assert oprev[node] == prev, f"overflow prev link broken at node {node}"
+                nodes.append(node)
+                prev, node = node, onext[node]
+            assert int(b["ovf_tail"][side]) == prev and int(b["n_ovf"][side]) == len(nodes)
+            ovf_prices = [int(s.levels[ovf_base + n]["price"]) for n in nodes]
+            for n, price in zip(nodes, ovf_prices):
+                assert int(s.levels[ovf_base + n]["count"]) > 0, "an empty overflow level"
+                t = price // tick
+                assert price % tick == 0 and (t < lo if side == R.BUY else t >= lo + W), \
+                    f"overflow price {price} is not beyond the window (from tick {lo})"
+            ordered = ovf_prices[::-1] if side == R.BUY else ovf_prices
+            assert ordered == sorted(set(ordered)), "overflow list out of order"
+            levels += [(ovf_base + n, p) for n, p in zip(nodes, ovf_prices)]
+            n_orders = 0
+            for h, price in levels:
+                head, tail = int(s.levels[h]["head"]), int(s.levels[h]["tail"])
                 total, n, prev, slot = 0, 0, -1, head
                 while slot != -1:
-                    assert 0 <= slot < capacity, f"level {idx} links outside the pool: {slot}"
+                    assert 0 <= slot < capacity, f"level {h} links outside the pool: {slot}"
                     assert slot not in seen, f"slot {slot} is in two lists (free/levels)"
                     seen.add(slot)
                     o = pool[slot]
                     assert prv[slot] == prev, f"FIFO prev link broken at slot {slot}"
-                    assert (int(o["symbol"]), int(o["side"]), int(o["level"])) == (book, side, idx)
-                    assert int(o["price"]) == base + idx * tick, "order price off its level"
+                    assert (int(o["symbol"]), int(o["side"]), int(o["level"])) == (book, side, h)
+                    assert int(o["price"]) == price, "order price off its level"
                     assert 0 < int(o["qty"]) <= R.MAX_QTY, f"resting qty {int(o['qty'])}"
                     assert int(o["status"]) in ALIVE
                     assert int(o["order_id"]) != EMPTY
-                    live[slot] = (book, side, idx)
+                    live[slot] = (book, side, h)
                     total += int(o["qty"])
                     n += 1
                     prev, slot = slot, nxt[slot]
-                assert prev == tail, f"level {idx}: tail {tail} but the FIFO ends at {prev}"
-                assert n == int(count[idx]), f"level {idx}: count {int(count[idx])}, {n} orders"
-                assert total == int(lv["qty"][idx]), f"level {idx}: qty {int(lv['qty'][idx])} != {total}"
+                assert prev == tail, f"level {h}: tail {tail} but the FIFO ends at {prev}"
+                assert n == int(s.levels[h]["count"]), f"level {h}: count != {n} orders"
+                assert total == int(s.levels[h]["qty"]), f"level {h}: qty != {total}"
                 n_orders += n
             assert int(b["orders"][side]) == n_orders, "per-side order count"
-            assert int(b["n_levels"][side]) == len(occupied), "per-side level count"
-            best = (max(occupied) if side == R.BUY else min(occupied)) if occupied else -1
-            assert int(b["best"][side]) == best, f"best[{side}]={int(b['best'][side])}, expected {best}"
+            assert int(b["n_levels"][side]) == len(levels), "per-side level count"
+            if levels:
+                want = max(levels, key=lambda x: x[1]) if side == R.BUY else min(levels, key=lambda x: x[1])
+                assert want[0] < ovf_base, "a non-empty side's best level is outside its window"
+                assert int(b["best"][side]) == want[0], f"best[{side}] is not the best level"
+                assert int(b["placed"][side]) == 1
+            else:
+                assert int(b["best"][side]) == -1 and int(b["placed"][side]) == 0
             # bitmap: level 0 = occupancy, level 1 = non-zero level-0 words, level 2 = level 1's
             start = (book * 2 + side) * block
             bits = s.bits[start:start + block]
             want0 = np.packbits(~empty, bitorder="little").view("<u8")
             assert np.array_equal(bits[:l0], want0), "bitmap level 0 != occupancy"
-            want1 = np.packbits(want0 != 0, bitorder="little").view("<u8")
+            want1 = np.packbits(np.r_[want0 != 0, np.zeros(64 * l1 - l0, bool)],
+                                bitorder="little").view("<u8")
             assert np.array_equal(bits[l0:l0 + l1], want1), "bitmap level 1"
             want2 = np.packbits(np.r_[want1 != 0, np.zeros(64 - l1, bool)], bitorder="little").view("<u8")
             assert np.array_equal(bits[l0 + l1:], want2), "bitmap level 2"
-        bid, ask = int(b["best"][R.BUY]), int(b["best"][R.SELL])
-        assert bid < 0 or ask < 0 or bid < ask, f"book {book} is crossed: {bid} >= {ask}"
-        if b["orders"].sum() > 0:
-            assert int(b["anchored"]) == 1
+    assert len(used_nodes) + len(free_nodes) == n_nodes, "overflow nodes leaked"
+    assert int(c[book_state.EC_OVF_USED]) == len(used_nodes)
     assert len(seen) == capacity, f"{capacity - len(seen)} pool slot(s) leaked"
     assert free + len(live) == capacity
     assert int(c[book_state.EC_LIVE]) == len(live)
@@ -201,7 +244,7 @@ def check_queues_and_drain(eng, symbols) -> None:
     for book, oid, side, slot in live_orders(eng):
         if 1 <= oid <= MAX_ID:
             o = pool[slot]
-            level = eng.state.levels.reshape(len(symbols), 2, -1)[book, side, int(o["level"])]
+            level = eng.state.levels[int(o["level"])]  # the order's level handle
             ahead_qty = ahead_n = 0
             cur = int(level["head"])
             while cur != slot:
@@ -238,8 +281,8 @@ class Mirror:
     """One ReferenceBook per book, fed what the engine accepted (or rejected for a reason
     the reference does not model), compared result by result."""
 
-    # the engine's price window, shared pool and symbol range are not in the reference
-    SKIPPED = {R.R_PRICE_OUT_OF_BAND, R.R_UNKNOWN_SYMBOL, R.R_OUTPUT_FULL}
+    # the engine's shared pool and symbol range are not in the reference
+    SKIPPED = {R.R_UNKNOWN_SYMBOL, R.R_OUTPUT_FULL}
 
     def __init__(self, n_books: int):
         capacity = CAPACITY if n_books == 1 else 10**9
@@ -588,7 +631,8 @@ class PythonModel:
 
 # ===================================================================== structured events
 EV_KINDS = [R.EV_ADD] * 6 + [R.EV_CANCEL, R.EV_DELETE, R.EV_EXECUTE, R.EV_MODIFY, R.EV_MODIFY,
-                             R.EV_EXECUTE_HIDDEN, R.EV_CROSS, R.EV_HALT]
+                             R.EV_EXECUTE_HIDDEN, R.EV_CROSS, R.EV_HALT,
+                             R.EV_REST, R.EV_REST, R.EV_MOVE, R.EV_CLEAR]
 ID_EDGES = [0, -1, EMPTY, EMPTY + 1, MAX_ID, 2**62, -(2**62)]
 PRICE_EDGES = [0, -TICK, 1, MID + 37, TICK, R.MAX_PRICE, R.MAX_PRICE + 1,
                R.MAX_PRICE - R.MAX_PRICE % TICK, 2**63 - 1, EMPTY]
@@ -603,7 +647,7 @@ HOSTILE = {
     "price": (PRICE_EDGES, INT64),
     "qty": (QTY_EDGES, INT64),
     "symbol": ([-1, 2**31 - 1, -(2**31)], INT32),  # (and n_books, added per array)
-    "kind": ([0, 9, -1, 127, -128], INT8),
+    "kind": ([0, 12, -1, 127, -128], INT8),
     "side": ([2, -1, 127, -128], INT8),
     "order_type": ([2, -1, -128], INT8),
     "tif": ([3, -1, 127], INT8),
@@ -630,7 +674,7 @@ def event_arrays(draw, n_books=1, max_size=50):
                "side": draw(SIDE_EV_S), "order_type": draw(TYPE_EV_S), "tif": draw(TIF_EV_S)}
         if kind == R.EV_CANCEL:
             row["qty"] = draw(st.integers(0, 30))       # 0: the whole order
-        elif kind == R.EV_MODIFY:
+        elif kind in (R.EV_MODIFY, R.EV_MOVE):
             row["price"] = draw(st.sampled_from([0, row["price"]]))  # 0: keep the price
             row["qty"] = draw(st.integers(0, 40))       # 0: keep the quantity
         elif kind == R.EV_HALT:

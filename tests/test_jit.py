@@ -35,3 +35,32 @@ def test_safe_mode_checks_bounds_and_caches_apart(tmp_path):
                          text=True, check=True).stdout.split()
     assert out[:2] == ["index-error", "True"]
     assert out[2] == str(tmp_path / "cache" / "numba-safe")
+
+
+def test_an_edit_invalidates_the_cached_kernels_that_depend_on_it(tmp_path):
+    """Numba checks a cached kernel against its own file only; ``kernels.jit`` deletes
+    the caches of every module that imports an edited one (here: ``order_index`` is
+    imported by ``book`` and ``backtest.l3`` through it, not by ``fix.frame``)."""
+    import shutil
+
+    pkg = tmp_path / "kernels"
+    shutil.copytree(REPO / "kernels", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    probe = [sys.executable, "-c", "import kernels.jit as j; print(j.INVALIDATED_AT_IMPORT)"]
+    subprocess.run(probe, env=env, cwd=tmp_path, check=True, capture_output=True)
+    fakes = {m: pkg / sub / "__pycache__" / f"{stem}.kernel-1.py311.1.nbc"
+             for m, sub, stem in [("book", "", "book"), ("l3", "backtest", "l3"),
+                                  ("frame", "fix", "frame"), ("clock", "", "clock")]}
+    for f in fakes.values():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"cached")
+    out = subprocess.run(probe, env=env, cwd=tmp_path, check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]" and all(f.exists() for f in fakes.values())
+    with open(pkg / "order_index.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    out = subprocess.run(probe, env=env, cwd=tmp_path, check=True, capture_output=True, text=True)
+    stale = eval(out.stdout.strip())  # noqa: S307 - our own list of module names
+    assert {"order_index", "book", "backtest.l3"} <= set(stale)
+    assert "fix.frame" not in stale and "clock" not in stale
+    assert not fakes["book"].exists() and not fakes["l3"].exists()
+    assert fakes["frame"].exists() and fakes["clock"].exists()

@@ -88,13 +88,17 @@ def test_lobster_check_cli_json_and_summary_line():
     out = subprocess.run([sys.executable, "-m", "workbench", "lobster-check", messages, orderbook, "--json"],
                          cwd=REPO, capture_output=True, text=True, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(data) == {"rows", "matched", "resyncs", "levels", "events_per_sec"}
+    assert set(data) == {"rows", "matched", "unseen_depth", "mismatched", "resyncs", "levels",
+                         "unrepresented_levels", "events_per_sec"}
     assert data["rows"] == 57_515 and data["events_per_sec"] > 0
+    assert data["unseen_depth"] + data["mismatched"] == data["resyncs"]
+    assert data["unrepresented_levels"] == 0
     text = subprocess.run([sys.executable, "-m", "workbench", "lobster-check", messages, orderbook],
                           cwd=REPO, capture_output=True, text=True, check=True)
     last = text.stdout.strip().splitlines()[-1]
     assert last == (f"rows=57515 matched={data['matched']} "
-                    f"({100 * data['matched'] / 57515:.2f}%) resyncs={data['resyncs']} levels=1")
+                    f"({100 * data['matched'] / 57515:.2f}%) unseen_depth={data['unseen_depth']} "
+                    f"mismatched={data['mismatched']} resyncs={data['resyncs']} levels=1")
 
 
 def test_mismatched_file_lengths_are_an_error(tmp_path):

@@ -35,6 +35,9 @@ _EXPORTS = {
     # data
     "simulate": "workbench.data.synthetic", "load_bars": "workbench.data.yahoo",
     "order_mix": "workbench.data.order_mix",
+    # safety modes and what this process runs
+    "Mode": "workbench.modes", "ProductionSafe": "workbench.modes", "LabUnsafe": "workbench.modes",
+    "mode": "workbench.modes", "build_info": "workbench.buildinfo",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -26,6 +26,15 @@ Two paths into the kernels:
   order-by-order strategies;
 * ``submit_many(events)``: an array of ``kernels.records.EVENT`` records applied by one
   kernel call with no copying, the fast path for replays and simulations.
+
+Modes (``workbench.modes``): ``mode=`` (default: ``WORKBENCH_MODE``, else ProductionSafe).
+A ``LabUnsafe`` engine's ``submit`` skips the Python checks (arguments taken as given;
+the kernel's row checks remain) and a journal defaults to durability ``"none"``.
+
+Durability (``workbench.journal``): ``journal="DIR"`` journals every command that reaches
+the kernels through two hooks, ``_apply_one`` (wrapped) and ``_apply_batch`` (replaced);
+``recover``, ``snapshot``, ``close``, ``to_bytes``/``from_bytes`` and pickling delegate
+there, and ``_settings()`` is what rebuilds an engine.
 """
 from __future__ import annotations
 
@@ -190,11 +199,41 @@ def _check_records(array, dtype, field: str, writeable: bool = False, min_len: i
         raise ValueError(f"{field} has {len(array)} slots; it needs at least {min_len}")
 
 
+def _collar_bps(price_collar) -> int:
+    """``price_collar`` (a fraction of the reference price, e.g. 0.1 for +-10%) in basis
+    points; None or 0 turns the collar off."""
+    if price_collar is None:
+        return 0
+    if isinstance(price_collar, (bool, np.bool_)) or not isinstance(price_collar, numbers.Real):
+        raise ValueError(f"price_collar={price_collar!r} must be a number (a fraction such as "
+                         f"0.1 for +-10%) or None")
+    value = float(price_collar)
+    if not math.isfinite(value) or value < 0 or value > 100:
+        raise ValueError(f"price_collar={price_collar!r} must be a fraction in [0, 100] (0.1 "
+                         f"means +-10% around the last trade) or None")
+    bps = round(value * 10_000)
+    if value > 0 and bps < 1:
+        raise ValueError(f"price_collar={price_collar!r} is below one basis point")
+    return bps
+
+
+def _apply_batch(state, events, fills, results, start, logged):
+    """``kernels.book.apply_batch`` (the engine's batch hook; a journal replaces it with a
+    journaled one). ``logged``: the caller keeps these fills in the fill log."""
+    return kbook.apply_batch(state, events, fills, results, start)
+
+
 class _Books:
     """Shared machinery of ``Engine`` and ``OrderBook``: state, kernels, conversions."""
 
     def __init__(self, symbols: Sequence[str], tick_size, price_scale: int, capacity: int,
-                 price_levels: int, anonymous_fallback: bool, record_fills: bool):
+                 price_levels: int | None, anonymous_fallback: bool, record_fills: bool,
+                 price_collar: float | None = None, journal=None, durability: str | None = None,
+                 snapshot_every: int | None = None, journal_options: Mapping | None = None,
+                 mode=None):
+        from . import modes
+
+        self.mode = modes.mode(mode)   # ProductionSafe / LabUnsafe (workbench.modes)
         if not isinstance(symbols, (list, tuple)):
             raise ValueError(f"symbols={symbols!r} must be a list or tuple of strings")
         symbols = list(symbols)
@@ -214,6 +253,8 @@ class _Books:
         if capacity > R.MAX_CAPACITY:
             raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots "
                              f"(at most {R.MAX_CAPACITY})")
+        if price_levels is None:
+            price_levels = book_state.default_price_levels(len(symbols))
         price_levels = _positive_int(price_levels, "price_levels")
         if (price_levels & (price_levels - 1) or not
                 book_state.MIN_PRICE_LEVELS <= price_levels <= book_state.MAX_PRICE_LEVELS):
@@ -232,10 +273,22 @@ class _Books:
         self._price_levels = price_levels
         self.state = book_state.allocate_state(len(symbols), capacity, price_levels, tick_units)
         self.state.counters[book_state.EC_ANON_FALLBACK] = 1 if anonymous_fallback else 0
+        self.state.books["collar_bps"] = _collar_bps(price_collar)
         self._record_fills = bool(record_fills)
         self._fill_log: list[np.ndarray] = []
         self._next_id = 1  # the next automatic order id (below AUTO_ID_END)
         self._set_scratch(4096)
+        self._journal = None
+        self._apply_batch = _apply_batch
+        if journal is not None:  # workbench.journal: every command below is journaled
+            from .journal import attach
+
+            attach(self, journal, durability or self.mode.durability, snapshot_every,
+                   journal_options)
+        elif durability is not None or snapshot_every is not None or journal_options:
+            raise ValueError("durability, snapshot_every and journal_options need journal=DIR")
+        if not self.mode.validation:
+            self._submit = self._submit_trusted   # LabUnsafe: no Python checks per order
 
     # ----------------------------------------------------------------- set-up helpers
     def _tick_units(self, tick, symbol) -> int:
@@ -270,6 +323,8 @@ class _Books:
             self._apply_one = kbook.apply_one.overloads[key].entry_point
         except (KeyError, AttributeError):
             self._apply_one = kbook.apply_one
+        if getattr(self, "_journal", None) is not None:
+            self._apply_one = self._journal.wrap_apply_one(self._apply_one)
 
     # ------------------------------------------------------------------- conversions
     @property
@@ -386,6 +441,24 @@ class _Books:
         return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side_code, rounded, qty,
                             type_code, tif_code, ts)
 
+    def _submit_trusted(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
+        """``_submit`` of ``LabUnsafe`` engines: the arguments are taken as given (sides,
+        types and times in force as enum members or their int codes, prices as numbers
+        on the tick, quantities as ints); only the kernel's own row checks remain."""
+        rounded = round(price * self._price_scale) if price is not None else 0
+        if order_id is None:
+            order_id = self._next_id
+            self._next_id = order_id + 1
+        elif self._next_id <= order_id < AUTO_ID_END:
+            self._next_id = order_id + 1
+        code, filled, leaves = self._apply_one(self._ctx, ts or 0, order_id, rounded, qty, book,
+                                               _EV_ADD, side, order_type, tif)
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side, rounded, qty,
+                            order_type, tif, ts or 0)
+
     def _cancel(self, book, order_id, qty) -> OrderResult:
         if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
             order_id = _order_id(order_id)
@@ -443,10 +516,12 @@ class _Books:
         start = _integer(start, "start")
         if not 0 <= start <= len(events):
             raise ValueError(f"start={start} outside 0..{len(events)}")
-        nxt, nf = kbook.apply_batch(self.state, events, fills_out, results_out, start)
+        nxt, nf = self._apply_batch(self.state, events, fills_out, results_out, start, False)
         nxt, nf = int(nxt), int(nf)
         if nxt == start < len(events):
             self.state.counters[book_state.EC_OUTPUT_FULL] -= 1  # refused: as if never called
+            if self._journal is not None:
+                self._journal.sync_pauses()
             raise ValueError(f"fills_out has {len(fills_out)} slots, too few for the fills of "
                              f"event {start}: nothing was applied; pass a larger buffer")
         return nxt, nf
@@ -471,7 +546,7 @@ class _Books:
         buffer = np.empty(max(1024, min(len(events) * 2, 1 << 20)), dtype=R.FILL)
         start = 0
         while True:
-            nxt, nf = kbook.apply_batch(self.state, events, buffer, results, start)
+            nxt, nf = self._apply_batch(self.state, events, buffer, results, start, True)
             if nf:
                 chunks.append(buffer[:nf].copy())
             if nxt >= len(events):
@@ -487,14 +562,14 @@ class _Books:
     # ---------------------------------------------------------------------- views
     def _best(self, book, side):
         b = self.state.books[book]
-        idx = int(b["best"][side])
-        if idx < 0:
+        h = int(b["best"][side])
+        if h < 0:
             return None
-        return (int(b["base"]) + idx * int(b["tick"])) / self._price_scale
+        return int(self.state.levels[h]["price"]) / self._price_scale
 
     def _levels(self, book, side, n) -> list[tuple[float, int, int]]:
-        # a side never has more levels than the ladder has ticks
-        n = min(_positive_int(n, "n"), self._price_levels)
+        # a side never has more levels than it has resting orders
+        n = min(_positive_int(n, "n"), max(1, int(self.state.books[book]["orders"][side])))
         prices = np.empty(n, np.int64)
         qty = np.empty(n, np.int64)
         count = np.empty(n, np.int64)
@@ -543,6 +618,72 @@ class _Books:
             .alias("taker_side"),
         )
 
+    # --------------------------------------------------------------- durability
+    # The journal, snapshots and images live in workbench.journal; these are the hooks.
+    @property
+    def journal(self):
+        """The engine's ``workbench.journal.Journal`` (None without ``journal=DIR``)."""
+        return self._journal
+
+    def snapshot(self, wait: bool = True):
+        """Write a snapshot of the state into the journal directory (atomically; the copy
+        is taken now, the file is written in the background). Returns its
+        ``SnapshotInfo``, or a future of it with ``wait=False``."""
+        if self._journal is None:
+            raise ValueError("snapshot() needs a journal (journal=DIR); to_bytes() and pickle "
+                             "give an image without one")
+        return self._journal.snapshot(self, wait)
+
+    def close(self) -> None:
+        """Sync and close the journal (no-op without one); the engine takes no more
+        commands once its journal is closed."""
+        if self._journal is not None:
+            self._journal.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @classmethod
+    def recover(cls, journal, durability: str | None = None, snapshot_every: int | None = None,
+                journal_options: Mapping | None = None):
+        """The engine a journal directory describes: last good snapshot, then the journal
+        tail replayed; it keeps journaling there (``.recovery`` says what was done)."""
+        from .journal import recover
+
+        return recover(cls, journal, durability, snapshot_every, journal_options)
+
+    def to_bytes(self) -> bytes:
+        """An image of the engine (settings, state arrays, next id, fill log), no journal."""
+        from .journal import to_bytes
+
+        return to_bytes(self)
+
+    @classmethod
+    def from_bytes(cls, data):
+        """The engine a ``to_bytes()`` image describes (journal-less)."""
+        from .journal import from_bytes
+
+        return from_bytes(data, cls)
+
+    def __reduce__(self):
+        return (type(self).from_bytes, (self.to_bytes(),))
+
+    def _settings(self) -> dict:
+        """The constructor arguments as JSON values: what ``workbench.journal`` stores to
+        rebuild this engine (journal headers, snapshots, ``to_bytes``). A new constructor
+        argument that shapes the state belongs here too."""
+        scale = self._price_scale
+        collar = int(self.state.books["collar_bps"][0])
+        return {"symbols": list(self._symbols), "price_scale": scale,
+                "tick_size": {s: u / scale for s, u in zip(self._symbols, self._tick_units_list)},
+                "capacity": self._capacity, "price_levels": self._price_levels,
+                "anonymous_fallback": bool(self.state.counters[book_state.EC_ANON_FALLBACK]),
+                "record_fills": self._record_fills,
+                "price_collar": collar / 10_000 if collar else None}
+
     def stats(self) -> dict:
         """Engine counters: events, fills, live orders and rejects by reason."""
         c = self.state.counters
@@ -550,7 +691,10 @@ class _Books:
                    for i in range(R.N_REJECT_REASONS) if c[book_state.EC_REJECTS + i]}
         return {"events": int(c[book_state.EC_EVENTS]), "fills": int(c[book_state.EC_FILLS]),
                 "live_orders": int(c[book_state.EC_LIVE]), "capacity": self._capacity,
-                "rejects": rejects, "output_full_pauses": int(c[book_state.EC_OUTPUT_FULL])}
+                "rejects": rejects, "output_full_pauses": int(c[book_state.EC_OUTPUT_FULL]),
+                "price_window": self._price_levels,
+                "overflow_levels": int(c[book_state.EC_OVF_USED]),
+                "window_moves": int(c[book_state.EC_RECENTRES])}
 
 
 _NO_RESULTS = np.zeros(0, dtype=R.RESULT)
@@ -565,10 +709,14 @@ class Engine(_Books):
     """
 
     def __init__(self, symbols: Sequence[str] = ("SYM",), tick_size: float | Mapping[str, float] = 0.01,
-                 price_scale: int = PRICE_SCALE, capacity: int = 100_000, price_levels: int = 65_536,
-                 anonymous_fallback: bool = False, record_fills: bool = True):
+                 price_scale: int = PRICE_SCALE, capacity: int = 100_000,
+                 price_levels: int | None = None, anonymous_fallback: bool = False,
+                 record_fills: bool = True, price_collar: float | None = None, *,
+                 journal=None, durability: str | None = None, snapshot_every: int | None = None,
+                 journal_options: Mapping | None = None, mode=None):
         super().__init__(symbols, tick_size, price_scale, capacity, price_levels,
-                         anonymous_fallback, record_fills)
+                         anonymous_fallback, record_fills, price_collar, journal, durability,
+                         snapshot_every, journal_options, mode)
 
     @property
     def symbols(self) -> list[str]:
@@ -652,10 +800,14 @@ class OrderBook(_Books):
     """
 
     def __init__(self, symbol: str = "SYM", tick_size: float = 0.01, capacity: int = 100_000,
-                 price_scale: int = PRICE_SCALE, price_levels: int = 65_536,
-                 anonymous_fallback: bool = False, record_fills: bool = True):
+                 price_scale: int = PRICE_SCALE, price_levels: int | None = None,
+                 anonymous_fallback: bool = False, record_fills: bool = True,
+                 price_collar: float | None = None, *, journal=None, durability: str | None = None,
+                 snapshot_every: int | None = None, journal_options: Mapping | None = None,
+                 mode=None):
         super().__init__([symbol], tick_size, price_scale, capacity, price_levels,
-                         anonymous_fallback, record_fills)
+                         anonymous_fallback, record_fills, price_collar, journal, durability,
+                         snapshot_every, journal_options, mode)
 
     @property
     def symbol(self) -> str:

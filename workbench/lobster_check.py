@@ -35,6 +35,7 @@ class LobsterCheck:
     events_per_sec: float
     seconds: float
     unrepresented_levels: int = 0
+    unseen_depth: int = 0          # resyncs caused only by levels entering from beyond the file's depth
     rejects: dict = field(default_factory=dict)
     first_mismatches: list = field(default_factory=list)
     matched_flags: np.ndarray = field(default=None, repr=False)  # 1 where row i matched
@@ -44,13 +45,21 @@ class LobsterCheck:
     def matched_pct(self) -> float:
         return 100.0 * self.matched / self.rows if self.rows else 0.0
 
+    @property
+    def mismatched(self) -> int:
+        """Rows that differed for a reason other than unseen depth (gaps in the file)."""
+        return self.resyncs - self.unseen_depth
+
     def summary_line(self) -> str:
         return (f"rows={self.rows} matched={self.matched} ({self.matched_pct:.2f}%) "
+                f"unseen_depth={self.unseen_depth} mismatched={self.mismatched} "
                 f"resyncs={self.resyncs} levels={self.levels}")
 
     def to_json(self) -> dict:
-        return {"rows": self.rows, "matched": self.matched, "resyncs": self.resyncs,
-                "levels": self.levels, "events_per_sec": self.events_per_sec}
+        return {"rows": self.rows, "matched": self.matched, "unseen_depth": self.unseen_depth,
+                "mismatched": self.mismatched, "resyncs": self.resyncs, "levels": self.levels,
+                "unrepresented_levels": self.unrepresented_levels,
+                "events_per_sec": self.events_per_sec}
 
     def rolling_match_rate(self, window: int = 1000) -> np.ndarray:
         """Share of matched rows over a trailing window (for plots)."""
@@ -79,6 +88,17 @@ def prepare_replay(events: np.ndarray, rows: np.ndarray, symbol: str = "LOBSTER"
     return engine
 
 
+def initial_horizon(events: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """How deep the file has shown each side before ``events[0]``, the state of
+    ``kernels.replay_check.extend_horizon``: the first row's depth (undoing the first
+    message changes only levels inside it, or one it pushed out of view, which is
+    beyond it and so stays unknown)."""
+    n_levels = rows.shape[1] // 4
+    horizon = np.array([kreplay.EMPTY_ASK, 0], dtype=np.int64)  # [BUY, SELL]: nothing seen
+    kreplay.extend_horizon(rows[0], n_levels, horizon)
+    return horizon
+
+
 def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, levels: int | None = None,
                   capacity: int = 1_000_000, progress: bool = False, chunk: int = 250_000) -> LobsterCheck:
     """Replay ``messages_path`` and compare with ``orderbook_path`` after every message."""
@@ -103,14 +123,17 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(events), unit="msg", desc=f"lobster-check {symbol}")
-    kreplay.replay_and_compare(st, 0, events, rows, 0, 0, scratch, flags)  # compile / load first
-    matched = resyncs = 0
+    horizon = initial_horizon(events, rows)
+    kreplay.replay_and_compare(st, 0, events, rows, 0, 0, scratch, flags, horizon)  # compile / load
+    matched = resyncs = unseen = 0
     started = time.perf_counter()
     position = 0
     while position < len(events):
         stop = min(position + chunk, len(events))
-        m, r, u, reached = kreplay.replay_and_compare(st, 0, events, rows, position, stop, scratch, flags)
+        m, r, u, d, reached = kreplay.replay_and_compare(st, 0, events, rows, position, stop,
+                                                         scratch, flags, horizon)
         matched, resyncs, unrepresented = matched + int(m), resyncs + int(r), unrepresented + int(u)
+        unseen += int(d)
         if reached != stop:
             raise RuntimeError(f"fills scratch too small at message {reached}")  # sized to capacity
         if bar is not None:
@@ -123,7 +146,7 @@ def lobster_check(messages_path: str | Path, orderbook_path: str | Path, *, leve
     return LobsterCheck(
         rows=len(events), matched=matched, resyncs=resyncs, levels=n_levels,
         events_per_sec=len(events) / seconds if seconds > 0 else float("inf"), seconds=seconds,
-        unrepresented_levels=unrepresented, rejects=engine.stats()["rejects"],
+        unrepresented_levels=unrepresented, unseen_depth=unseen, rejects=engine.stats()["rejects"],
         first_mismatches=mismatches, matched_flags=flags, ts=events["ts"].copy(),
     )
 

@@ -4,7 +4,8 @@ LOBSTER match rate, controller traces and overload sweeps.
 This module owns the *pictures* of the book and of the live pipeline's overload
 results. Following the product rule, the builders compute nothing themselves: they
 ask the workbench objects (``OrderBook.depth``, ``Engine.depth``,
-``LobsterCheck.rolling_match_rate``, ``workbench.live.overload``'s runs and frames)
+``LobsterCheck.rolling_match_rate``, ``workbench.live.overload``'s runs and frames,
+``workbench.depth.depth_over_time`` for the depth heatmap)
 or the one table function here (``depth_table``) for the numbers and put them, as
 they come, into ``ColumnDataSource``s. Every glyph that shows book data has a ``name``
 (``"bid_depth"``, ``"ask_depth"``, ``"bid_ladder"``, ``"ask_ladder"``,
@@ -20,7 +21,7 @@ import polars as pl
 from .book import Engine, OrderBook
 
 __all__ = ["depth_table", "depth_chart", "ladder_figure", "lobster_match_plot", "trace_figure",
-           "overload_figure"]
+           "overload_figure", "depth_heatmap_figure"]
 
 BID_COLOR = "#2ca02c"
 ASK_COLOR = "#d62728"
@@ -211,3 +212,50 @@ def overload_figure(frame, target_ns: float):
     f1.legend.location = f2.legend.location = "top_left"
     f1.legend.label_text_font_size = f2.legend.label_text_font_size = "8pt"
     return row(f1, f2)
+
+
+# ------------------------------------------------------------------ depth heatmap
+def depth_heatmap_figure(depth, *, title: str | None = None, height: int = 420):
+    """A depth heatmap: time on x, price on y, the resting size of each price bin as
+    colour (log scale), with the best bid (green) and best ask (red) drawn over it.
+
+    ``depth`` is a ``workbench.depth.DepthOverTime`` (``depth_over_time``): each of its
+    ``cells`` is one rectangle, from ``t0`` to ``t1`` and ``price_lo`` to ``price_hi``.
+    The figure stretches to the page width. Glyph names: ``"depth_cells"``,
+    ``"best_bid"``, ``"best_ask"``."""
+    from bokeh.models import (ColorBar, ColumnDataSource, DatetimeTickFormatter, HoverTool,
+                              LogColorMapper)
+    from bokeh.palettes import Viridis256
+    from bokeh.plotting import figure
+
+    cells, touch = getattr(depth, "cells", None), getattr(depth, "touch", None)
+    if cells is None or touch is None:
+        raise ValueError("depth must be a DepthOverTime returned by workbench.depth.depth_over_time")
+    source = ColumnDataSource({name: cells[name].to_numpy() for name in cells.columns},
+                              name="cells_source")
+    low = float(cells["qty"].min()) if cells.height else 1.0
+    high = float(cells["qty"].max()) if cells.height else 10.0
+    mapper = LogColorMapper(palette=Viridis256, low=max(low, 1.0), high=max(high, low + 1.0))
+    fig = figure(title=title or (f"{depth.symbol}: resting size over time, best {depth.levels} "
+                                 f"levels per side in {depth.price_bin:g} bins"),
+                 x_axis_type="datetime", sizing_mode="stretch_width", height=height,
+                 x_axis_label="time", y_axis_label="price",
+                 tools="pan,wheel_zoom,box_zoom,reset,save")
+    quads = fig.quad(left="t0", right="t1", bottom="price_lo", top="price_hi", source=source,
+                     fill_color={"field": "qty", "transform": mapper}, line_color=None,
+                     name="depth_cells")
+    lines = ColumnDataSource({name: touch[name].to_numpy() for name in touch.columns},
+                             name="touch_source")
+    fig.step(x="time", y="best_bid", source=lines, mode="before", line_color=BID_COLOR,
+             line_width=1.5, legend_label="best bid", name="best_bid")
+    fig.step(x="time", y="best_ask", source=lines, mode="before", line_color=ASK_COLOR,
+             line_width=1.5, legend_label="best ask", name="best_ask")
+    fig.add_tools(HoverTool(renderers=[quads], formatters={"@t1": "datetime"}, tooltips=[
+        ("time", "@t1{%H:%M:%S}"), ("side", "@side"),
+        ("price", "@price_lo{0.00[00]} to @price_hi{0.00[00]}"), ("size", "@qty"),
+        ("orders", "@orders")]))
+    fig.add_layout(ColorBar(color_mapper=mapper, title="resting size"), "right")
+    # feeds count ns from midnight: show the time of day only
+    fig.xaxis.formatter = DatetimeTickFormatter(hours="%H:%M", minutes="%H:%M", context=None)
+    fig.legend.location = "top_left"
+    return fig

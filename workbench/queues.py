@@ -41,7 +41,9 @@ __all__ = [
     "SHM_PREFIX", "SPIN_BUDGET", "leftover_segments",
 ]
 
-SHM_PREFIX = "wbring_"
+# segment names start with this; ``WORKBENCH_SHM_TAG`` (inherited by child processes)
+# keeps concurrent test workers' segments apart
+SHM_PREFIX = "wbring_" + os.environ.get("WORKBENCH_SHM_TAG", "")
 SPIN_BUDGET = 20_000      # pause-spins per kernel call before Python looks around
 MAX_IDLE_SLEEP_S = 0.001  # a waiting side backs off to at most this between spins
 YIELDS_BEFORE_SLEEP = 50  # idle rounds that only yield the CPU before sleeping

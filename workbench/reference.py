@@ -7,9 +7,10 @@ the same order of checks) with the most obvious data structures: a dict of order
 dict of price -> deque per side and a sorted list of prices. It is written to be read,
 not to be fast; the benchmark runs it as the baseline the kernels are measured against.
 
-It works in integer price units, like the kernels, and has no price window, so tests
-keep prices inside the engine's band (or skip the events the engine rejects with
-``R_PRICE_OUT_OF_BAND``). It applies the engine's input limits (``kernels.records``:
+It works in integer price units, like the kernels, and has no price window (nor does
+the engine any more: it accepts every price on the tick grid). It models the feed
+replay kinds too (``EV_REST``, ``EV_MOVE``, ``EV_CLEAR``: never matching, so its book may
+cross). It applies the engine's input limits (``kernels.records``:
 ``MAX_QTY``, ``MAX_PRICE``, the reserved id ``EMPTY_KEY``) with the same reject reasons.
 """
 from __future__ import annotations
@@ -254,6 +255,62 @@ class ReferenceBook:
         self._remove(o)
         return self._enter(ts, order_id, o.side, new_price, new_qty, o.order_type, o.tif, o.filled)
 
+    def rest(self, order_id, side, price, qty, ts=0):
+        """A feed's add: rests at its price, never matches."""
+        if side not in (R.BUY, R.SELL):
+            return self._reject(R.R_INVALID_SIDE, order_id)
+        if qty <= 0:
+            return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
+        if price <= 0:
+            return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
+        if price > R.MAX_PRICE:
+            return self._reject(R.R_PRICE_TOO_LARGE, order_id)
+        if price % self.tick:
+            return self._reject(R.R_PRICE_OFF_TICK, order_id)
+        if order_id in self.orders:
+            return self._reject(R.R_DUPLICATE_ID, order_id)
+        if len(self.orders) >= self.capacity:
+            return self._reject(R.R_POOL_FULL, order_id)
+        self._rest(RefOrder(order_id, side, price, qty, ts))
+        return RefResult(R.ST_NEW, R.R_NONE, order_id, 0, qty)
+
+    def move(self, order_id, price=0, qty=0, ts=0):
+        """A feed's modify: less size at the same price keeps priority; a new price or
+        more size re-queues at the tail; never matches, ignores halts."""
+        if price < 0:
+            return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
+        if price > R.MAX_PRICE:
+            return self._reject(R.R_PRICE_TOO_LARGE, order_id)
+        if qty < 0:
+            return self._reject(R.R_NON_POSITIVE_QTY, order_id)
+        if qty > R.MAX_QTY:
+            return self._reject(R.R_QTY_TOO_LARGE, order_id)
+        o = self.orders.get(order_id)
+        if o is None:
+            return self._reject(R.R_UNKNOWN_ORDER, order_id)
+        new_price = price if price > 0 else o.price
+        new_qty = qty if qty > 0 else o.qty
+        if new_price == o.price and new_qty <= o.qty:
+            o.qty = new_qty
+            return RefResult(o.status, R.R_NONE, order_id, o.filled, o.qty)
+        if new_price % self.tick:
+            return self._reject(R.R_PRICE_OFF_TICK, order_id)
+        self._remove(o)
+        status = R.ST_NEW if o.filled == 0 else R.ST_PARTIALLY_FILLED
+        self._rest(RefOrder(order_id, o.side, new_price, new_qty, ts, o.order_type, o.tif,
+                            o.filled, status))
+        return RefResult(status, R.R_NONE, order_id, o.filled, new_qty)
+
+    def clear(self, order_id):
+        """A feed's book clear: every resting order goes."""
+        n = len(self.orders)
+        self.orders.clear()
+        self.queues = ({}, {})
+        self.prices = ([], [])
+        return RefResult(R.ST_DONE, R.R_NONE, order_id, n, 0)
+
     def apply(self, kind, order_id, side, price, qty, order_type=R.LIMIT, tif=R.GTC, ts=0):
         """One EVENT's worth of fields, dispatched like ``kernels.book.apply_event``."""
         if order_id == _EMPTY_KEY:
@@ -266,6 +323,12 @@ class ReferenceBook:
             return self.execute(order_id, qty, ts)
         if kind == R.EV_MODIFY:
             return self.modify(order_id, price, qty, ts)
+        if kind == R.EV_REST:
+            return self.rest(order_id, side, price, qty, ts)
+        if kind == R.EV_MOVE:
+            return self.move(order_id, price, qty, ts)
+        if kind == R.EV_CLEAR:
+            return self.clear(order_id)
         if kind in (R.EV_EXECUTE_HIDDEN, R.EV_CROSS):
             if qty < 0:
                 return self._reject(R.R_NON_POSITIVE_QTY, order_id)

@@ -161,8 +161,19 @@ def start_producer_thread(ring: Ring, n_messages: int, *, batch: int = 256) -> t
     return thread
 
 
+def _warm_up(dtype, batch: int, paced: bool) -> None:
+    """Compile (or load from the cache) the kernels a child streams with, on a private
+    ring, before it attaches: its first heartbeat then means "ready", and a slow start
+    (a busy machine, a cold cache) is never mistaken for a dead peer."""
+    n = max(1, min(int(batch), 1024))
+    local = Ring(2048, dtype)
+    send_sequence(local, n, batch=n)  # the paced sender uses the same publish kernels
+    receive_sequence(local, n, batch=n, timeout=60)
+
+
 def _child_producer(name: str, dtype, n_messages: int, batch: int, paced_gap_ns: int | None,
                     peer_timeout) -> None:
+    _warm_up(dtype, batch, paced_gap_ns is not None)
     ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
     try:
         if paced_gap_ns is None:
@@ -174,6 +185,7 @@ def _child_producer(name: str, dtype, n_messages: int, batch: int, paced_gap_ns:
 
 
 def _child_consumer(name: str, dtype, n_messages: int, batch: int, peer_timeout, results) -> None:
+    _warm_up(dtype, batch, False)
     ring = SharedRing.attach(name, dtype, peer_timeout=peer_timeout)
     try:
         report = receive_sequence(ring, n_messages, batch=batch)

@@ -9,7 +9,8 @@ Owns the four panels and the one-call dashboard:
   ring capacity (applied by a restart button) and safe mode (needs a new Python);
 * :class:`LatencyMonitor` bokeh plots in a ``jupyter_bokeh.BokehModel``: end-to-end
   percentiles over time, the latency CDF per stage, throughput and shed rate, P&L.
-* :func:`dashboard` puts them together with start / pause / stop buttons.
+* :func:`dashboard` puts them together with start / pause / stop buttons and the
+  safety mode in force (:func:`mode_badge`: ProductionSafe or LabUnsafe, layer by layer).
 
 Widgets never compute: a control calls a ``Pipeline`` setter; the monitor takes a
 ``Sampler.sample()`` (``workbench.live.pipeline``) and ``histogram_cdf``
@@ -37,7 +38,7 @@ from workbench import params
 from workbench.live.pipeline import STAGES, WAIT_POLICIES, Pipeline, safe_mode_status
 
 __all__ = ["StrategyPanel", "AdmissionPanel", "HardwarePanel", "LatencyMonitor", "Dashboard",
-           "dashboard"]
+           "dashboard", "mode_badge"]
 
 _STYLE = {"description_width": "140px"}
 _LAYOUT = W.Layout(width="380px")
@@ -388,6 +389,19 @@ class LatencyMonitor(W.VBox):
 
 
 # ------------------------------------------------------------------ dashboard
+def mode_badge() -> str:
+    """The safety mode and its layers (``workbench.modes.report``) as a line of HTML."""
+    from workbench.modes import report
+
+    r = report()
+    color = "#2e7d32" if r["mode"] == "ProductionSafe" else "#c62828"
+    layers = (f"validation {'on' if r['validation'] else 'off'}, bounds checks "
+              f"{'on' if r['bounds_checks'] else 'off'}, journal {r['journal_policy']}, "
+              f"risk checks {'on' if r['risk_checks'] else 'off'}")
+    return (f"<span style='margin-left:1em'><b style='color:{color}'>{r['mode']}</b> "
+            f"<small>({layers})</small></span>")
+
+
 class Dashboard(W.VBox):
     """Start/pause/stop, the three control panels in tabs, and the live monitor."""
 
@@ -411,7 +425,9 @@ class Dashboard(W.VBox):
         tabs = W.Tab(children=[self.admission, self.strategy, self.hardware])
         for i, title in enumerate(("Admission", "Strategy", "Hardware")):
             tabs.set_title(i, title)
-        super().__init__([W.HBox([self.start_button, self.pause_button, self.stop_button]),
+        self.mode = W.HTML(mode_badge())
+        super().__init__([W.HBox([self.start_button, self.pause_button, self.stop_button,
+                                  self.mode]),
                           W.HBox([tabs, self.monitor])])
 
     def start(self) -> "Dashboard":

@@ -63,17 +63,20 @@ import numpy as np
 
 from .. import histogram
 from .. import risk as krisk
-from ..book import anon_order_id, apply_event, find_order, level_index, next_level, queue_position
+from ..book import (
+    anon_order_id, apply_event, clear_others, find_order, next_level, queue_position,
+)
 from ..book_state import EC_ANON_FALLBACK
 from ..clock import now_ns
 from ..jit import kernel
 from ..pointers import borrow_context
 from ..records import (
-    A_CANCEL, A_NEW, BUY, EV_ADD, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN, FOK, GTC,
+    A_CANCEL, A_NEW, BUY, EV_ADD, EV_CLEAR, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN,
+    FOK, GTC,
     IOC, LIMIT, LIQ_MAKER, LIQ_TAKER, LS_CANCELLED, LS_FILLED, LS_OPEN, LS_PENDING,
     LS_REJECTED, OS_FREE, OS_LIVE, OS_PENDING_CANCEL, OS_PENDING_NEW, R_UNKNOWN_ORDER,
-    RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_FILL, RSP_REJECTED, SELL, ST_REJECTED,
-    STRATEGY_ID_BASE, W_MARKET, W_RESPONSE,
+    R_NONE, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_FILL, RSP_REJECTED, SELL, ST_DONE,
+    ST_REJECTED, STRATEGY_ID_BASE, W_MARKET, W_RESPONSE,
 )
 from ..state_views import backtest_views
 from .latency_models import LAT_ENTRY, LAT_FEED, LAT_RESPONSE
@@ -115,16 +118,15 @@ def _market_top(c, side):
     """(price, qty) of the best level on ``side`` holding market (not own) quantity."""
     s = backtest_views(c)
     st = s.st
-    b = st.books[0]
-    idx = b.best[side]
-    while idx >= 0:
-        price = b.base + idx * b.tick
-        qty = st.levels[level_index(st, 0, side, idx)].qty
+    h = st.books[0].best[side]
+    while h >= 0:
+        price = st.levels[h].price
+        qty = st.levels[h].qty
         if s.cnt[BC_RESTING] > 0:
             qty -= _own_qty_at(c, side, price)
         if qty > 0:
             return price, qty
-        idx = next_level(st, 0, side, idx)
+        h = next_level(st, 0, side, h)
     return np.int64(0), np.int64(0)
 
 
@@ -458,8 +460,13 @@ def exchange_event(c, e, resp_lat):
         s.cnt[BC_LAST_PRICE] = e.price
         s.cnt[BC_LAST_QTY] = e.qty
         s.cnt[BC_LAST_SIDE] = 1 - e.side
-    r = apply_event(s.st, s.fills, 0, e.ts, e.order_id, e.price, e.qty, 0, e.kind, e.side,
-                    e.order_type, e.tif)
+    if e.kind == EV_CLEAR:
+        # the feed's book reset removes the feed's orders, never our simulated ones
+        clear_others(s.st, 0, STRATEGY_ID_BASE)
+        r = (ST_DONE, R_NONE, e.order_id, np.int64(0), np.int64(0), np.int64(0))
+    else:
+        r = apply_event(s.st, s.fills, 0, e.ts, e.order_id, e.price, e.qty, 0, e.kind, e.side,
+                        e.order_type, e.tif)
     s.cnt[BC_EVENTS] += 1
     if r[0] == ST_REJECTED:
         s.cnt[BC_MARKET_REJECTS] += 1

@@ -273,3 +273,15 @@ class Backtest:
         if bar is not None:
             bar.close()
         return BacktestResult.from_state(s, md, self, seconds)
+
+    def run_many(self, variants, *, executor=None, max_workers: int | None = None,
+                 progress: bool = True, shared_dir=None) -> list["BacktestResult"]:
+        """One run per parameter dict in ``variants`` (over this backtest's strategy
+        parameters), side by side; the results in the order given, the same as calling
+        ``run()`` for each. ``executor``: ``"local"``/None (threads), ``"dask"`` (a
+        LocalCluster sized to the machine), a ``distributed.Client`` or a scheduler
+        address (see ``workbench.scale``)."""
+        from .sweep import run_variants
+
+        return run_variants(self, variants, executor=executor, max_workers=max_workers,
+                            progress=progress, shared_dir=shared_dir)

@@ -88,7 +88,10 @@ class BacktestResult:
         stats = _stats(equity, fills_f, orders, s, md, bt, seconds)
         stats.update({"tick_to_trade_p50_ns": int(latency["p50"][0]),
                       "tick_to_trade_p99_ns": int(latency["p99"][0])})
-        return cls(equity, fills_f, orders, latency, stats, bt.describe(), hist)
+        from ..modes import report as safety_report   # the mode travels with the result
+
+        return cls(equity, fills_f, orders, latency, stats,
+                   {**bt.describe(), "safety": safety_report()}, hist)
 
     # ------------------------------------------------------------------ views
     def summary(self) -> str:
@@ -98,7 +101,8 @@ class BacktestResult:
                 f"(fill rate {100 * s['fill_rate']:.1f}%)  slippage {s['mean_slippage_bps']:+.2f} bps  "
                 f"turnover {s['turnover']:,.0f}  |pos| max {s['max_abs_position']}  "
                 f"{s['events']:,} events at {s['events_per_sec'] / 1e6:.2f} M/s  "
-                f"tick-to-trade p50 {s['tick_to_trade_p50_ns']} ns p99 {s['tick_to_trade_p99_ns']} ns")
+                f"tick-to-trade p50 {s['tick_to_trade_p50_ns']} ns p99 {s['tick_to_trade_p99_ns']} ns"
+                + _mode_note(self.config.get("safety")))
 
     def plot(self):
         """Bokeh dashboard: P&L, inventory, quotes vs mid with fills, tick-to-trade."""
@@ -109,6 +113,14 @@ class BacktestResult:
         """Write the dashboard and the stats to a standalone HTML file."""
         from .plots import write_html
         return write_html(self, Path(path), title)
+
+
+def _mode_note(safety: dict | None) -> str:
+    """``  [ProductionSafe, bounds checks off]``: which mode produced the numbers."""
+    if not safety:
+        return ""
+    checks = "on" if safety.get("bounds_checks") else "off"
+    return f"  [{safety['mode']}, bounds checks {checks}]"
 
 
 def _stats(equity: pl.DataFrame, fills: pl.DataFrame, orders: pl.DataFrame, s, md, bt,

@@ -15,14 +15,34 @@ from types import ModuleType
 from typing import Callable
 
 
-def discover() -> dict[str, ModuleType]:
+class Suite:
+    """A suite module whose ``run`` also reports what produced the numbers: the result's
+    ``"safety"`` key is ``workbench.modes.report()`` (mode, bounds-checked build or not,
+    journal policy), so no figure is read without knowing whether it is ProductionSafe
+    or LabUnsafe. Every other attribute is the module's."""
+
+    def __init__(self, module: ModuleType):
+        self.module = module
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+    def run(self, quick: bool = False) -> dict:
+        from workbench import modes
+
+        result = self.module.run(quick=quick)
+        result.setdefault("safety", modes.report())
+        return result
+
+
+def discover() -> dict[str, Suite]:
     """All suites by name."""
     suites = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        suites[module.NAME] = module
+        suites[module.NAME] = Suite(module)
     return suites
 
 

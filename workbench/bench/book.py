@@ -10,7 +10,14 @@ measured in the same run.
   per order from a Python loop;
 * ``reference_orders_per_sec``: the same mix through ``workbench.reference.ReferenceBook``;
 * ``p50_ns`` / ``p99_ns``: in-kernel time per order of the mix (CLOCK_MONOTONIC read
-  around each event; includes one clock read, ~20 ns).
+  around each event; includes one clock read, ~20 ns);
+* ``mbo_events_per_sec``: a Databento MBO stream (``workbench.data.databento.synthetic_mbo``:
+  adds, cancels, modifies, trades with their fills and cancels, over 4 instruments)
+  written as ``.dbn.zst`` by databento-dbn, read back by the one MBO loader and replayed
+  by ``data mbo-check``'s kernel (``kernels.mbo.replay_mbo``, top of book at every F_LAST);
+* ``itch_parse_msgs_per_sec``, ``itch_replay_msgs_per_sec``: a synthetic NASDAQ ITCH 5.0
+  day (8,000 stocks, ~50M messages; cached) decoded by the one ITCH loader, and decoded +
+  applied to one engine holding every book (``workbench.bench._itch``).
 """
 from __future__ import annotations
 
@@ -22,6 +29,8 @@ import numpy as np
 
 from kernels import book as kbook
 from kernels import records as R
+
+from . import _itch
 
 NAME = "book"
 DESCRIPTION = "matching engine: replay, batched mix, Python single orders, reference baseline"
@@ -70,6 +79,19 @@ def _replay_rate(repeats: int, quick: bool) -> tuple[float, str, int]:
     return statistics.median(rates[1:]), source, len(events)
 
 
+def _mbo_rate(repeats: int, quick: bool) -> tuple[float, int]:
+    import tempfile
+
+    from workbench.data import databento
+
+    records = databento.synthetic_mbo(100_000 if quick else 500_000, n_instruments=4, seed=11)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = databento.write_dbn(Path(tmp) / "bench.dbn.zst", records, compression="zstd")
+        data = databento.load_mbo(path)
+    rates = [databento.replay(data).events_per_sec for _ in range(repeats + 1)]
+    return statistics.median(rates[1:]), len(data.events)
+
+
 def _python_calls(book, events: np.ndarray, scale: int):
     from workbench.enums import Side, TimeInForce
 
@@ -86,6 +108,41 @@ def _python_calls(book, events: np.ndarray, scale: int):
             calls.append((book.modify, (oid,), {"price": price / scale if price else None,
                                                "qty": qty if qty else None}))
     return calls
+
+
+def _engine_bytes_10k_books(quick: bool) -> tuple[int, int]:
+    """(state bytes, resident-set growth in bytes) of an Engine of 10,000 books holding
+    300 resting orders each (100 with ``quick``) at prices spread from $0.01 to $20,000:
+    a whole exchange in one engine."""
+    from workbench.book import Engine
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    per_book = 100 if quick else 300
+    n_books = 10_000
+    before = rss()
+    eng = Engine(symbols=[f"S{i:05d}" for i in range(n_books)], capacity=n_books * per_book,
+                 record_fills=False)
+    n = n_books * per_book
+    rng = np.random.default_rng(11)
+    ev = np.zeros(n, dtype=R.EVENT)
+    ev["order_id"] = np.arange(1, n + 1)
+    ev["symbol"] = np.arange(n) % n_books
+    ev["kind"] = R.EV_REST
+    ev["side"] = rng.integers(0, 2, n)
+    mid = rng.integers(1_000, 50_000, n_books)[ev["symbol"]]  # $10..$500 in cents
+    offset = np.where(rng.random(n) < 0.95, rng.integers(1, 200, n), rng.integers(200, 2_000_000, n))
+    ticks = np.where(ev["side"] == R.BUY, np.maximum(1, mid - offset), mid + offset)
+    ev["price"] = ticks * 100
+    ev["qty"] = 100
+    eng.submit_many(ev)
+    live = eng.stats()["live_orders"]
+    if live != n:
+        raise RuntimeError(f"engine_bytes_10k_books: {live:,} of {n:,} orders rest")
+    state_bytes = sum(a.nbytes for a in eng.state)
+    return state_bytes, rss() - before
 
 
 def run(quick: bool = False) -> dict:
@@ -145,6 +202,9 @@ def run(quick: bool = False) -> dict:
         p50s.append(p50)
         p99s.append(p99)
 
+    mbo_rate, mbo_events = _mbo_rate(repeats, quick)
+    engine_bytes, engine_rss = _engine_bytes_10k_books(quick)
+
     return {
         "replay_events_per_sec": replay_rate,
         "batch_orders_per_sec": batch_rate,
@@ -157,4 +217,9 @@ def run(quick: bool = False) -> dict:
         "replay_source": replay_source,
         "replay_events": replay_events,
         "mix_orders": n_mix,
+        "mbo_events_per_sec": mbo_rate,
+        "engine_bytes_10k_books": engine_bytes,
+        "engine_rss_bytes_10k_books": engine_rss,
+        "mbo_events": mbo_events,
+        **_itch.itch_rates(quick, repeats=3),
     }

@@ -1,4 +1,6 @@
-"""Benchmark suite ``data``: LOBSTER CSV -> replay events per second, polars vs pandas.
+"""Benchmark suite ``data``: LOBSTER CSV -> replay events per second, polars vs pandas;
+and the market-data stores: a cached chunk of bars read from parquet and from Redis, and
+live-state entries published to a Redis stream.
 
 Both paths do the same job end to end: read a LOBSTER message file (no header, time
 as text with up to 9 decimals) and produce the engine's ``EVENT`` array. The polars path
@@ -119,4 +121,79 @@ def run(quick: bool = False) -> dict:
         "full_day_polars_ms": round(1000 * per_file[paths[0].name]["polars_s"], 2),
         "repeats": repeats,
         "files": per_file,
+        **_store_keys(quick),
     }
+
+
+def _percentiles_us(work, n: int) -> tuple[float, float]:
+    samples = np.empty(n)
+    for i in range(n):
+        t = time.perf_counter_ns()
+        work()
+        samples[i] = time.perf_counter_ns() - t
+    return float(np.percentile(samples, 50)) / 1e3, float(np.percentile(samples, 99)) / 1e3
+
+
+def _store_keys(quick: bool) -> dict:
+    """One year of daily bars (one cache chunk) read back through each store, and live-state
+    entries published to a Redis stream, on a throwaway local redis-server (None, with the
+    reason, when none can be started)."""
+    import polars as pl
+
+    from workbench.data.synthetic import synthetic_bars
+    from workbench.data.yahoo import CHUNK_RULES, CHUNK_SCHEMA
+    from workbench.store import ParquetStore
+    from workbench.store.server import start_redis_server
+
+    n = 200 if quick else 2000
+    chunk = synthetic_bars("AAA", "2024-01-01", "2025-01-01", "1d").select(
+        "ts", "open", "high", "low", "close", "adj_close", "volume").with_columns(
+        dividends=pl.lit(0.0), splits=pl.lit(0.0), tz=pl.lit("America/New_York")).cast(CHUNK_SCHEMA)
+    key = ("yahoo", "1d", "AAA", "2024-01-01")
+    out = {"store_chunk_rows": chunk.height}
+    with tempfile.TemporaryDirectory() as tmp:
+        local = ParquetStore(tmp)
+        local.put(key, chunk)
+        local.get(key, CHUNK_RULES)
+        out["parquet_get_bars_p50_us"], _ = _percentiles_us(lambda: local.get(key, CHUNK_RULES), n)
+        server, reason = start_redis_server()
+        if server is None:
+            out.update(redis_get_bars_p50_us=None, redis_get_bars_p99_us=None,
+                       redis_stream_publish_per_sec=None, redis_note=reason)
+            return out
+        try:
+            from workbench.live.pipeline import STAGES, Pipeline
+            from workbench.live.publish import Publisher, encode_entry
+            from workbench.store.redis import RedisStore
+
+            remote = RedisStore(server.url, tmp)
+            remote.put(key, chunk)
+            got = remote.get(key, CHUNK_RULES)
+            if got is None or got.source != "redis" or not got.frame.equals(chunk):
+                raise RuntimeError("the Redis store did not give the chunk back")
+            out["redis_get_bars_p50_us"], out["redis_get_bars_p99_us"] = \
+                _percentiles_us(lambda: remote.get(key, CHUNK_RULES), n)
+            # the publisher's own path: a real pipeline's sample and histograms, one XADD each
+            # (after a short run, so the histograms hold what a live entry holds)
+            p = Pipeline(rate=20_000, feed_wait_policy="sleep", wait_policy="sleep")
+            if not quick:
+                p.start()
+                time.sleep(0.5)
+                p.stop()
+            publisher = Publisher(p, server.url, stream="bench", maxlen=1000)
+            fields = encode_entry(p.sampler().sample(), p.totals(), p.config.target_ns, False, 0,
+                                  {s: p.histogram(s) for s in STAGES})
+            client = publisher.link.client
+            entries = 500 if quick else 5000
+
+            def publish():
+                for _ in range(entries):
+                    client.xadd(publisher.key, fields, maxlen=1000, approximate=True)
+                return entries
+
+            from workbench.bench import median_rate
+            out["redis_stream_publish_per_sec"] = median_rate(publish, 3)
+            out["redis_stream_entry_bytes"] = sum(len(v) for v in fields.values())
+        finally:
+            server.stop()
+    return out

@@ -1,17 +1,21 @@
-"""``python -m workbench data make-samples|fetch|info|binance-check``: market data chores."""
+"""``python -m workbench data make-samples|fetch|info|binance-check|mbo-check|itch-check|itch-synth``:
+market data chores."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from workbench.errors import InputError
 
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "data", help="market data: samples, Yahoo cache, Binance capture check",
+        "data", help="market data: samples, Yahoo cache, Binance, Databento MBO and ITCH checks",
         description="Market data chores: regenerate the samples in data/, fetch Yahoo bars "
-                    "into the cache, show the cache, check a Binance capture.")
+                    "into the cache, show the cache, check a Binance capture, a Databento "
+                    "MBO file or a NASDAQ ITCH 5.0 day, write a synthetic ITCH day.")
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
 
@@ -41,6 +45,34 @@ def register(subparsers) -> None:
     check.add_argument("file", type=Path, help="capture file (<recv_ts_ns> <json> per line, gzip ok)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.set_defaults(handler=_binance_check)
+
+    mbo = sub.add_parser("mbo-check", help="replay a Databento MBO file (DBN or CSV) through "
+                                           "the engine's books")
+    mbo.add_argument("file", type=Path, help=".dbn, .dbn.zst, or Databento CSV (gzip ok)")
+    mbo.add_argument("--levels", type=int, default=10, help="book levels shown per side (default 10)")
+    mbo.add_argument("--json", action="store_true", help="print the result as JSON")
+    mbo.add_argument("--bbo", type=Path, default=None, metavar="OUT.parquet",
+                     help="write the top of book at every F_LAST record to this parquet file")
+    mbo.set_defaults(handler=_mbo_check)
+
+    itch = sub.add_parser("itch-check", help="replay a NASDAQ TotalView-ITCH 5.0 file into one "
+                                             "engine, a book per stock")
+    itch.add_argument("file", type=Path, help="ITCH 5.0 file with 2-byte length framing (gzip ok)")
+    itch.add_argument("--symbols", default=None, metavar="A,B",
+                      help="only these stocks (default: every stock of the directory)")
+    itch.add_argument("--json", action="store_true", help="print the result as JSON")
+    itch.add_argument("--bbo", type=Path, default=None, metavar="OUT.parquet",
+                      help="write the top of book per stock whenever it changes to this parquet file")
+    itch.add_argument("--no-progress", action="store_true")
+    itch.set_defaults(handler=_itch_check)
+
+    synth = sub.add_parser("itch-synth", help="write a synthetic ITCH 5.0 day from simulated flow")
+    synth.add_argument("out", type=Path, help="output file (.gz: gzip)")
+    synth.add_argument("--stocks", type=int, default=8000, help="stocks (default 8000)")
+    synth.add_argument("--messages", type=float, default=50e6, help="about this many messages "
+                                                                   "(default 50e6)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_itch_synth)
 
 
 def _make_samples(args) -> int:
@@ -112,6 +144,21 @@ def _info(args) -> int:
     return 0
 
 
+def _mbo_check(args) -> int:
+    from workbench.data.databento import check_mbo
+
+    result = check_mbo(args.file, levels=args.levels)
+    if args.bbo is not None:
+        result.bbo.write_parquet(args.bbo)
+    if args.json:
+        print(json.dumps(result.to_json()))
+        return 0
+    print("\n".join(result.summary_lines()))
+    if args.bbo is not None:
+        print(f"top of book at {result.bbo.height} F_LAST records written to {args.bbo}")
+    return 0
+
+
 def _binance_check(args) -> int:
     from workbench.data.binance import check_capture, summary_line
 
@@ -123,4 +170,33 @@ def _binance_check(args) -> int:
     for key in ("market", "diffs_received", "dropped_stale", "trades", "malformed", "out_of_window"):
         print(f"  {key}: {result[key]}")
     print(summary_line(result))
+    return 0
+
+
+def _itch_check(args) -> int:
+    from workbench.data.itch import check, summary_lines
+
+    symbols = None
+    if args.symbols is not None:
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+        if not symbols:
+            raise InputError(f"--symbols {args.symbols!r} names no stock")
+    result = check(args.file, symbols=symbols, bbo=args.bbo,
+                   progress=not (args.json or args.no_progress))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print("\n".join(summary_lines(result)))
+    if args.bbo is not None:
+        print(f"top of book written to {args.bbo}")
+    return 0
+
+
+def _itch_synth(args) -> int:
+    from workbench.data.itch import synthetic_day
+
+    result = synthetic_day(args.out, n_symbols=args.stocks, messages=int(args.messages),
+                           seed=args.seed, progress=True)
+    print(f"wrote {result.messages:,} messages over {len(result.symbols):,} stocks, "
+          f"{result.bytes / 1e6:,.1f} MB to {result.path}")
     return 0

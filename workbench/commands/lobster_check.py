@@ -32,6 +32,10 @@ def _run(args) -> int:
     if result.rejects:
         print("engine rejects: " + ", ".join(f"{k}={v}" for k, v in result.rejects.items()))
     if result.unrepresented_levels:
-        print(f"levels the engine could not represent: {result.unrepresented_levels}")
+        print(f"levels the engine could not represent (off tick or pool full): "
+              f"{result.unrepresented_levels}")
+    print(f"rows that differed only by unseen depth (a level entering the file's depth from "
+          f"beyond it, resting since before the file began): {result.unseen_depth:,}; "
+          f"other mismatches: {result.mismatched:,}")
     print(result.summary_line())
     return 0

@@ -296,10 +296,16 @@ def initial_row(first_row: np.ndarray, first_event: np.void, n_levels: int) -> n
 
 
 def price_levels_for(events: np.ndarray, tick_units: int) -> int:
-    """A ladder wide enough for twice the file's price range, as a power of two."""
+    """The replay's price window: twice the file's busiest price range (the middle 99%
+    of its prices), as a power of two. Prices beyond it still rest (the engine's
+    overflow); the window only decides what is O(1)."""
     priced = events["price"][(events["kind"] != R.EV_HALT) & (events["price"] > 0)]
-    span = int((priced.max() - priced.min()) // tick_units) if len(priced) else 0
-    width = book_state.MIN_PRICE_LEVELS
-    while width < 2 * span + 1024 and width < book_state.MAX_PRICE_LEVELS:
+    if len(priced):
+        lo, hi = np.percentile(priced, [0.5, 99.5])
+        span = int((hi - lo) // tick_units)
+    else:
+        span = 0
+    width = 4096
+    while width < 2 * span + 1024 and width < 65_536:
         width *= 2
     return width

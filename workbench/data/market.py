@@ -16,7 +16,8 @@ from kernels import records as R
 
 from .prices import PRICE_SCALE
 
-__all__ = ["MarketData", "load_events", "binance_market", "lobster_market", "one_symbol"]
+__all__ = ["MarketData", "load_events", "binance_market", "itch_market", "lobster_market",
+           "mbo_market", "one_symbol"]
 
 
 @dataclass
@@ -42,7 +43,10 @@ def load_events(data="synthetic", *, symbol: int | str = 0, seed: int | None = N
     ``data``: ``"synthetic"`` (the embedded sample session, or a fresh simulation when
     ``seed``/``duration_s`` is given), ``"lobster"`` is not enough on its own (give the
     message file path instead), a path to a LOBSTER message file (its orderbook file, when
-    found beside it or given, seeds the book), a Binance capture (``.gz``: the L2 mode), a
+    found beside it or given, seeds the book), a Databento MBO file (DBN or CSV, found by
+    its content; ``symbol`` picks the instrument), a NASDAQ ITCH 5.0 file (named ``*itch*``
+    or starting with a system event; ``symbol`` picks the stock), a Binance capture (``.gz``:
+    the L2 mode), a
     ``SimulatedMarket``, a ``MarketData``, or an ``EVENT`` array (prices in units of
     ``1 / price_scale`` on a grid of ``tick`` units).
     """
@@ -69,11 +73,19 @@ def load_events(data="synthetic", *, symbol: int | str = 0, seed: int | None = N
                              rate=5.0)
         return one_symbol(market.events, 0, market.symbols, market.tick, market.price_scale,
                            f"synthetic seed={market.seed}")
-    if isinstance(data, str) and data in ("lobster", "binance"):
+    if isinstance(data, str) and data in ("lobster", "binance", "mbo", "itch"):
         raise ValueError(f"data={data!r} needs a file: pass the path of the {data} file")
     path = Path(data)
     if not path.is_file():
         raise ValueError(f"data={data!r} is neither 'synthetic' nor an existing file")
+    from .databento import is_mbo_file
+
+    if is_mbo_file(path):  # DBN, or CSV with Databento's MBO header (gzip too)
+        return mbo_market(path, symbol)
+    from .itch import looks_like_itch
+
+    if looks_like_itch(path):
+        return itch_market(path, symbol)
     if path.suffix == ".gz" or "binance" in path.name.lower():
         return binance_market(path)
     return lobster_market(path, orderbook)
@@ -103,6 +115,30 @@ def binance_market(path: Path, window_ticks: int = 20_000) -> MarketData:
     tick, low = ladder_window(up, window_ticks)
     return MarketData(rows, tick, cap.price_scale, f"Binance {cap.market} {path.name}",
                       kind="l2", qty_scale=cap.qty_scale, ladder=(low, 2 * window_ticks + 1))
+
+
+def mbo_market(path: Path, symbol: int | str = 0) -> MarketData:
+    """One instrument of a Databento MBO file (DBN or CSV) from the one MBO loader
+    (``workbench.data.databento.load_mbo``): ``symbol`` is its name, its instrument_id,
+    or a book position (0, the default: the first instrument of the file)."""
+    from .databento import load_mbo
+
+    data = load_mbo(path)
+    book = data.book_of(symbol)
+    mine = data.events[data.events["symbol"] == book].copy()
+    mine["symbol"] = 0
+    return MarketData(mine, data.ticks[book], data.price_scale,
+                      f"Databento MBO {path.name} {data.symbols[book]}")
+
+
+def itch_market(path: Path, symbol: int | str = 0) -> MarketData:
+    """One stock of a NASDAQ ITCH 5.0 file (its name, or its index in the stock
+    directory), through the one ITCH loader (``workbench.data.itch``): the feed's own
+    adds rest, its executions and cancels act on them, our orders queue among them."""
+    from .itch import itch_market_events
+
+    events, tick, name = itch_market_events(path, symbol)
+    return MarketData(events, tick, PRICE_SCALE, name)
 
 
 def one_symbol(events, symbol, names, tick, price_scale, name) -> MarketData:

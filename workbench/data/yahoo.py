@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -247,11 +248,21 @@ def _fetch_chunk(symbol: str, interval: str, a: date, b: date, session, yf_cache
     return from_yfinance_frame(frame, symbol)
 
 
-def _chunk_is_fresh(cache: ParquetCache, path: Path, rule: IntervalRule, b: date, now: datetime) -> bool:
-    fetched_at = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-    if fetched_at >= _utc_midnight(b) + rule.settle:
+def _chunk_is_fresh(fetched_at: float, rule: IntervalRule, b: date, now: datetime) -> bool:
+    """The one freshness rule of a cached chunk, whatever the store (``fetched_at``:
+    seconds since the epoch, a file's modification time or a Redis entry's stamp)."""
+    fetched = datetime.fromtimestamp(fetched_at, tz=timezone.utc)
+    if fetched >= _utc_midnight(b) + rule.settle:
         return True  # settled when fetched: never changes again
-    return now - fetched_at < rule.ttl
+    return now - fetched < rule.ttl
+
+
+def _expires_at(fetched_at: float, rule: IntervalRule, b: date) -> float | None:
+    """When a chunk fetched at ``fetched_at`` stops being fresh by :func:`_chunk_is_fresh`
+    (None: settled, never); a store that drops entries by itself (Redis) drops it then."""
+    if datetime.fromtimestamp(fetched_at, tz=timezone.utc) >= _utc_midnight(b) + rule.settle:
+        return None
+    return fetched_at + rule.ttl.total_seconds()
 
 
 def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session, now, progress_bar,
@@ -259,9 +270,10 @@ def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session
     rule = INTERVALS[interval]
     frames = []
     for a, b in chunks(interval, start, end):
-        path = cache.path("yahoo", interval, symbol, a.isoformat())
-        cached = cache.read(path, chunk_rules(symbol))  # None when absent, or invalid (quarantined)
-        fresh = cached is not None and _chunk_is_fresh(cache, path, rule, b, now)
+        key = ("yahoo", interval, symbol, a.isoformat())
+        entry = cache.get(key, chunk_rules(symbol))  # None when absent, or invalid (quarantined)
+        cached = entry.frame if entry is not None else None
+        fresh = entry is not None and _chunk_is_fresh(entry.fetched_at, rule, b, now)
         if cached is not None and (fresh or offline[0]):
             frames.append(cached)
             if progress_bar is not None:
@@ -296,7 +308,8 @@ def _load_symbol_chunks(symbol, interval, start, end, *, cache, offline, session
         if problem:
             raise ValueError(f"Yahoo sent invalid bars for {symbol} {interval} {a}..{b}: {problem}; "
                              "nothing was cached")
-        cache.write(path, fetched)
+        fetched_at = time.time()
+        cache.put(key, fetched, fetched_at=fetched_at, expires_at=_expires_at(fetched_at, rule, b))
         frames.append(fetched)
         if progress_bar is not None:
             progress_bar.update(1)
@@ -329,12 +342,14 @@ def _split_factor(ts: pl.Series, splits: pl.DataFrame) -> np.ndarray:
 def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, *,
               cache_dir=None, offline: bool | None = None, session=None,
               fallback: str | None = None, progress: bool = False,
-              now: datetime | None = None) -> pl.DataFrame:
+              now: datetime | None = None, store=None) -> pl.DataFrame:
     """OHLCV bars for ``symbols`` over ``[start, end)`` (schema and rules: module docstring).
 
     ``session``: a ``requests``/``curl_cffi`` session handed to yfinance (e.g.
     :func:`recorded_session`); ``now``: the clock used for expiry and Yahoo's lookback
-    limits (tests pin it).
+    limits (tests pin it). ``store``: where chunks are cached (``workbench.store``): the
+    parquet files under ``cache_dir`` (the default), or a Redis URL (also the default when
+    ``$WORKBENCH_REDIS_URL`` is set) that a lab shares, with the parquet files underneath.
     """
     if isinstance(symbols, str):
         symbols = [symbols]
@@ -355,7 +370,9 @@ def load_bars(symbols, start, end, interval: str = "1d", adjusted: bool = True, 
     if now.tzinfo is None:
         raise ValueError(f"now={now!r} must be timezone-aware")
     offline_state = [bool(_env_flag(ENV_OFFLINE) if offline is None else offline), None]
-    cache = ParquetCache(cache_dir)
+    from ..store import open_store
+
+    cache = open_store(store, cache_dir)
     yf_cache = cache.root / "yfinance"
 
     bar = None

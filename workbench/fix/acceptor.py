@@ -14,18 +14,31 @@ and no other counterparty can. Fills for a counterparty that is offline are sequ
 and stored in its session state, so it gets them by ResendRequest when it returns.
 What is admitted and every limit come from one ``AcceptorConfig`` (secure by default:
 nobody logs on until counterparties are listed).
+
+Durability (``AcceptorConfig(journal=DIR, durability=...)``): the engine journals every
+command in DIR and the sessions journal, in the same sequence, what they sent, their
+sequence numbers and who owns which order (``workbench.fix.store``). Each batch of
+received bytes (and each timer tick) is one transaction: its engine commands, then its
+session records, then a commit record; its messages go out only once that commit is
+durable under the policy ("every", "batch"; with "none" at once), waited for off the
+event loop so other connections keep being served (their transactions share the
+syncs: group commit). A new acceptor over the same DIR - after a restart or a crash -
+recovers the engine up to the last commit (what follows was never acknowledged) and
+every session: sequence numbers continue, ResendRequests get the original messages
+(PossDupFlag=Y) or gap fills, and each counterparty can still cancel its own orders
+and nobody else's.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import hmac
-import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +50,7 @@ from workbench.fix.parser import Workspace
 from workbench.fix.session import (
     NS_PER_DAY, FixSession, InboundMessage, LogonRefused, Outgoing, SessionState,
 )
+from workbench.fix.store import FixJournal, FixOrder, FixState, read_state, remember
 
 __all__ = ["EngineApplication", "FixAcceptor"]
 
@@ -74,17 +88,7 @@ def _engine_reason(result) -> tuple[str, int]:
     return name.lower(), _ENGINE_REJECTS.get(name, ORR_OTHER)
 
 
-@dataclass
-class _Order:
-    owner: tuple
-    cl_ord_id: str
-    symbol: str
-    side: Side
-    qty: int
-    price: float | None
-    order_type: OrderType
-    cum_qty: int = 0
-    notional: float = 0.0
+_Order = FixOrder   # owner, ClOrdID, symbol, side, qty, price, type, cum_qty, notional
 
 
 class EngineApplication:
@@ -93,7 +97,9 @@ class EngineApplication:
     ``orders`` holds the resting orders by engine order id and ``by_cl_ord_id`` maps
     (owner, ClOrdID) to them; both forget an order once it is filled or cancelled.
     ``deliver(owner, Outgoing)`` (set by the acceptor) sends reports to a maker on
-    another connection.
+    another connection. ``journal`` (a ``workbench.fix.store.FixJournal``, set by a
+    journaled acceptor): the orders changed and the ClOrdIDs seen are journaled at each
+    commit (:meth:`journal_changes`).
     """
 
     def __init__(self, engine, limits: AcceptorConfig | None = None, *, clock=time.time_ns):
@@ -105,8 +111,45 @@ class EngineApplication:
         self.orders: dict[int, _Order] = {}
         self.by_cl_ord_id: dict[tuple, int] = {}
         self._seen: dict[tuple, collections.OrderedDict] = {}   # per owner: recent ClOrdIDs
-        self._exec_ids = itertools.count(1)
+        self.next_exec_id = 1
         self.deliver = None   # callable(owner, Outgoing) for makers on other connections
+        self.journal: FixJournal | None = None
+        self._dirty: dict[int, None] = {}       # orders changed since the last commit
+        self._seen_log: list[tuple] = []        # (owner, ClOrdID) looked up since then
+
+    # ------------------------------------------------------------ durable state
+    def _touch(self, order_id: int) -> None:
+        if self.journal is not None:
+            self._dirty[order_id] = None
+
+    def journal_changes(self) -> None:
+        """Journal the orders changed and the ClOrdIDs seen since the last call."""
+        journal = self.journal
+        if journal is None:
+            return
+        for owner, cl_ord_id in self._seen_log:
+            journal.seen(owner, cl_ord_id)
+        for order_id in self._dirty:
+            journal.order(order_id, self.orders.get(order_id))
+        self._seen_log.clear()
+        self._dirty.clear()
+
+    def export_state(self, state: FixState) -> None:
+        """Copy the orders, the ClOrdIDs seen and the next ExecID into ``state``."""
+        state.orders = {oid: FixOrder(o.owner, o.cl_ord_id, o.symbol, int(o.side), o.qty,
+                                      o.price, int(o.order_type), o.cum_qty, o.notional)
+                        for oid, o in self.orders.items()}
+        state.seen = {owner: seen.copy() for owner, seen in self._seen.items()}
+        state.next_exec_id = self.next_exec_id
+
+    def restore_state(self, state: FixState) -> None:
+        """The orders, ClOrdIDs and ExecIDs of a restored ``FixState``."""
+        self.orders = {oid: _Order(o.owner, o.cl_ord_id, o.symbol, Side(o.side), o.qty, o.price,
+                                   OrderType(o.order_type), o.cum_qty, o.notional)
+                       for oid, o in state.orders.items()}
+        self.by_cl_ord_id = {(o.owner, o.cl_ord_id): oid for oid, o in self.orders.items()}
+        self._seen = {owner: seen.copy() for owner, seen in state.seen.items()}
+        self.next_exec_id = state.next_exec_id
 
     # ---------------------------------------------------------- engine adapter
     def _submit(self, symbol, side, price, qty, order_type, tif):
@@ -124,7 +167,8 @@ class EngineApplication:
         r = np.zeros(1, EXEC_REPORT)[0]
         scale = self.price_scale
         r["order_id"] = order_id
-        r["exec_id"] = next(self._exec_ids)
+        r["exec_id"] = self.next_exec_id
+        self.next_exec_id += 1
         r["ts"] = self.clock()
         r["price"] = round((order.price or 0.0) * scale)
         r["last_px"] = round(last_px * scale)
@@ -160,11 +204,14 @@ class EngineApplication:
         order = self.orders.pop(order_id, None)
         if order is not None:
             self.by_cl_ord_id.pop((order.owner, order.cl_ord_id), None)
+            self._touch(order_id)
 
     def _fill_reports(self, owner, order_id, order, result) -> tuple[list, list, list]:
         """Taker reports for ``result.fills`` and the makers' reports (for their sessions)."""
         mine, ids, others = [], [], []
         scale = self.price_scale
+        if len(result.fills):
+            self._touch(order_id)
         for fill in result.fills:
             qty = int(fill["qty"])
             px = fill["price"] / scale
@@ -176,6 +223,7 @@ class EngineApplication:
             maker_id = int(fill["maker_id"])
             maker = self.orders.get(maker_id)
             if maker is not None:
+                self._touch(maker_id)
                 maker.cum_qty += qty
                 maker.notional += qty * px
                 m_leaves = int(fill["maker_leaves"])
@@ -207,14 +255,10 @@ class EngineApplication:
 
     def _seen_before(self, owner, cl_ord_id: str) -> bool:
         """Remember ``cl_ord_id`` (the last ``max_stored`` per owner); was it seen?"""
-        seen = self._seen.setdefault(owner, collections.OrderedDict())
-        if cl_ord_id in seen:
-            seen.move_to_end(cl_ord_id)
-            return True
-        seen[cl_ord_id] = None
-        if len(seen) > self.limits.max_stored:
-            seen.popitem(last=False)
-        return False
+        if self.journal is not None:
+            self._seen_log.append((owner, cl_ord_id))
+        return remember(self._seen.setdefault(owner, collections.OrderedDict()), cl_ord_id,
+                        self.limits.max_stored)
 
     # ------------------------------------------------------------- messages
     def __call__(self, session: FixSession, msg: InboundMessage) -> list[Outgoing]:
@@ -265,6 +309,7 @@ class EngineApplication:
                                    [text], [reason])]
         self.orders[result.order_id] = order
         self.by_cl_ord_id[(owner, order.cl_ord_id)] = result.order_id
+        self._touch(result.order_id)
         records, ids, others = self._fill_reports(owner, result.order_id, order, result)
         if not len(result.fills):
             status = "4" if result.status == OrderStatus.CANCELLED else "0"
@@ -339,6 +384,7 @@ class EngineApplication:
         self._rename(order_id, order, msg.get(11))
         order.qty = new_qty or order.qty
         order.price = price or order.price
+        self._touch(order_id)
         records = [self._report(order_id, order, "5", "1" if order.cum_qty else "0",
                                 int(result.leaves) + sum(int(f["qty"]) for f in result.fills))]
         ids = [order.cl_ord_id]
@@ -378,6 +424,13 @@ class FixAcceptor:
     nobody may. ``sessions`` lists the live connections' sessions; ``states`` the
     per-counterparty state kept across reconnects; ``stats`` counts connections,
     refusals and why connections closed.
+
+    With ``config.journal`` (a directory) everything is durable (module docstring). On a
+    new directory ``engine`` is the engine to journal (it must not have a journal of its
+    own); on a directory that holds a journal, the acceptor recovers from it: ``engine``
+    may then be None, or a command-less engine of the same settings (so the same code
+    starts and restarts), and ``acceptor.engine`` is the recovered one;
+    ``acceptor.recovery`` says what was restored.
     """
 
     def __init__(self, engine, config: AcceptorConfig | None = None, *, sender_comp_id: str = "ISLD",
@@ -391,22 +444,212 @@ class FixAcceptor:
             raise ValueError(f"config={config!r} must be an AcceptorConfig")
         if not isinstance(timer_interval, (int, float)) or not 0 < timer_interval <= 60:
             raise ValueError(f"timer_interval={timer_interval!r} must be in (0, 60] seconds")
+        if engine is not None and getattr(engine, "journal", None) is not None:
+            raise ValueError(f"engine already journals to {str(engine.journal.directory)!r}: give "
+                             f"the acceptor a journal-less engine and AcceptorConfig(journal=DIR)")
         self.config = config
         self.clock = clock
-        self.application = EngineApplication(engine, config, clock=clock)
-        self.application.deliver = self._deliver
         self.sender_comp_id = sender_comp_id
         self.host = host
         self.port = port
         self.timer_interval = float(timer_interval)
         self.states: dict[tuple, SessionState] = {}      # per counterparty, across reconnects
         self.stats: collections.Counter = collections.Counter()
+        self.recovery: dict | None = None
+        self._journal = None        # the engine's workbench.journal.Journal
+        self._fixlog: FixJournal | None = None
+        self._outbox: collections.deque = collections.deque()   # (commit seq, session, bytes)
+        self._pending: list[tuple[FixSession, bytes]] = []      # this transaction's messages
+        self._waiter = None         # the thread that waits for syncs off the event loop
+        self._last_snapshot_seq = 0
+        if config.journal is None:
+            if engine is None:
+                raise ValueError("engine=None needs AcceptorConfig(journal=DIR) to recover from")
+            if config.mode.journal:
+                logger.warning("FixAcceptor: no journal (AcceptorConfig(journal=DIR)): sessions, "
+                               "sent messages and order ownership are lost when it stops")
+        else:
+            engine = self._open_journal(engine, Path(config.journal))
+        self.application = EngineApplication(engine, config, clock=clock)
+        self.application.deliver = self._deliver
+        if self._fixlog is not None:
+            self.application.journal = self._fixlog
+            if self._restored is not None:
+                self._install(self._restored)
+            self._fixlog.commit(self.application.next_exec_id, force=True)  # the opening mark
+        self._restored = None
         self._live: dict[tuple, FixSession] = {}          # logged-on counterparty -> its session
         self._writers: dict[FixSession, asyncio.StreamWriter] = {}
         self._peers: collections.Counter = collections.Counter()
         self._tasks: set[asyncio.Task] = set()
         self._workspace = Workspace()   # parses never overlap on one event loop: share it
         self._server: asyncio.AbstractServer | None = None
+
+    # ------------------------------------------------------------- durability
+    @property
+    def engine(self):
+        """The engine orders go to (after a recovery: the recovered one)."""
+        return self.application.engine
+
+    @property
+    def journal(self):
+        """The engine's ``workbench.journal.Journal`` (None without ``config.journal``)."""
+        return self._journal
+
+    def _open_journal(self, engine, directory: Path):
+        """Attach a new journal, or recover the acceptor's state from an existing one."""
+        from workbench.journal import files
+        from workbench.journal.writer import attach
+
+        config = self.config
+        self._restored = None
+        durability = config.durability or config.mode.durability
+        existing = directory.is_dir() and (files.list_segments(directory)
+                                           or files.list_snapshots(directory))
+        if not existing:
+            if engine is None:
+                raise ValueError(f"journal={str(directory)!r} holds no journal yet: pass the "
+                                 f"engine to journal")
+            fresh = engine.stats()["events"] == 0
+            attach(engine, directory, durability, None, config.journal_options)
+            self._journal = engine.journal
+            self._fixlog = FixJournal(self._journal)
+            if not fresh:   # its state so far: a snapshot before the first record
+                self._journal.snapshot(engine, extra={"fix": FixState().to_json()})
+            return engine
+        return self._recover(engine, directory, durability)
+
+    def _recover(self, engine, directory: Path, durability: str):
+        import warnings
+
+        from workbench.book import Engine
+        from workbench.journal import JournalReader, JournalTailWarning
+        from workbench.journal import recover as recover_engine
+
+        config = self.config
+        reader = JournalReader(directory)
+        settings = reader.meta["settings"] if reader.meta else None
+        if engine is not None:
+            if engine.stats()["events"] or (settings is not None and engine._settings() != settings):
+                raise ValueError(f"journal={str(directory)!r} already holds a journal: pass "
+                                 f"engine=None (or an engine of the same settings with no "
+                                 f"orders) to recover it")
+        skipped: list = []
+        image = reader.snapshot_for(None, None, skipped)
+        base = None
+        start = 1
+        if image is not None:
+            fix = image.extra.get("fix")
+            if fix is None:
+                raise ValueError(f"{directory}: snapshot {image.seq} holds no FIX state (taken "
+                                 f"by engine.snapshot(), not acceptor.snapshot()): the sessions "
+                                 f"cannot be recovered from it")
+            base = FixState.from_json(fix, config.max_stored)
+            start = image.seq + 1
+        state = read_state(reader.records(start), base, config.max_stored)
+        kind = type(engine) if engine is not None else Engine
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", JournalTailWarning)
+            recovered = recover_engine(kind, directory, durability, None, config.journal_options,
+                                       keep_until=state.last_commit)
+        for w in caught:
+            if not issubclass(w.category, JournalTailWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        report = recovered.recovery
+        self._journal = recovered.journal
+        self._fixlog = FixJournal(self._journal, state.sids)
+        self._restored = state
+        self.recovery = {
+            "engine": report.to_dict(), "last_commit": state.last_commit,
+            "cut": report.tail.to_dict() if report.tail is not None else None,
+            "sessions": {f"{i[0]}->{i[1]}": {"next_out": st.next_out, "expected_in": st.expected_in,
+                                               "stored": len(st.sent)}
+                         for i, st in state.sessions.items()},
+            "orders": len(state.orders),
+        }
+        logger.info("FixAcceptor recovered %s: %s", directory, self.recovery)
+        return recovered
+
+    def _install(self, state: FixState) -> None:
+        """Make a restored ``FixState`` the acceptor's (sessions and orders)."""
+        self.states = dict(state.sessions)
+        for identity, session_state in self.states.items():
+            self._fixlog.adopt(identity, session_state)
+            self._fixlog.committed(identity, session_state)
+        self.application.restore_state(state)
+        self._last_snapshot_seq = state.last_commit
+
+    def export_state(self) -> FixState:
+        """The acceptor's durable state now (what a snapshot holds)."""
+        state = FixState(sessions={i: SessionState(st.day, st.next_out, st.expected_in,
+                                                   st.max_stored, dict(st.sent))
+                                   for i, st in self.states.items()
+                                   if self._fixlog is None or i in self._fixlog.sids},
+                         sids=dict(self._fixlog.sids) if self._fixlog is not None else {})
+        self.application.export_state(state)
+        state.last_commit = self._fixlog.last_commit if self._fixlog is not None else 0
+        return state
+
+    def snapshot(self, wait: bool = True):
+        """Snapshot the engine with the sessions' state (between transactions, from the
+        event loop's thread); older journal segments are pruned. Returns the
+        ``SnapshotInfo`` (or its future with ``wait=False``)."""
+        if self._journal is None:
+            raise ValueError("snapshot() needs AcceptorConfig(journal=DIR)")
+        self._last_snapshot_seq = self._journal.last_seq
+        return self._journal.snapshot(self.engine, wait=wait,
+                                      extra={"fix": self.export_state().to_json()})
+
+    def _commit(self) -> None:
+        """End a transaction: journal what changed, then queue its messages behind the
+        commit record (module docstring)."""
+        pending, self._pending = self._pending, []
+        seq = 0
+        if self._fixlog is not None:   # a failure here drops the messages: never acknowledged
+            for session in self._writers:
+                self._fixlog.touch(session.state)
+            self.application.journal_changes()
+            self._fixlog.commit(self.application.next_exec_id)
+            seq = self._journal.last_seq
+            every = self.config.snapshot_every
+            if every and seq - self._last_snapshot_seq >= every:
+                self.snapshot(wait=False)
+        for session, data in pending:
+            self._outbox.append((seq, session, data))
+
+    def _transaction(self):
+        if self._journal is None:
+            return contextlib.nullcontext()
+        return self._journal.deferred(wait=False)
+
+    async def _flush(self) -> None:
+        """Write every queued message whose commit is durable (in order)."""
+        if not self._outbox:
+            return
+        journal = self._journal
+        durable = math.inf
+        if journal is not None and journal.durability != "none":
+            target = self._outbox[-1][0]
+            if journal.durable_seq < target:
+                if self._waiter is None:
+                    self._waiter = concurrent.futures.ThreadPoolExecutor(
+                        1, thread_name_prefix="fix-journal-wait")
+                try:
+                    await asyncio.get_running_loop().run_in_executor(self._waiter, journal.wait,
+                                                                     target)
+                except Exception:  # the journal failed: nothing unacknowledged goes out
+                    logger.exception("FixAcceptor: journal failed, dropping the connections")
+                    for _, session, _ in self._outbox:
+                        session._close("journal_failed")
+                        writer = self._writers.get(session)
+                        if writer is not None:
+                            writer.transport.abort()
+                    self._outbox.clear()
+                    return
+            durable = journal.durable_seq
+        while self._outbox and self._outbox[0][0] <= durable:
+            _, session, data = self._outbox.popleft()
+            self._write(session, data)
 
     # ------------------------------------------------------------- lifecycle
     async def start(self) -> tuple[str, int]:
@@ -432,6 +675,15 @@ class FixAcceptor:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
+        self.close()
+
+    def close(self) -> None:
+        """Sync and close the journal (the acceptor's engine takes no more orders)."""
+        if self._waiter is not None:
+            self._waiter.shutdown(wait=True)
+            self._waiter = None
+        if self._journal is not None and not self._journal.closed:
+            self._journal.close()
 
     async def __aenter__(self) -> "FixAcceptor":
         await self.start()
@@ -473,6 +725,8 @@ class FixAcceptor:
         if state is None or state.day != today:
             state = SessionState(day=today, max_stored=self.config.max_stored)  # a new session day
             self.states[identity] = state
+            if self._fixlog is not None:
+                self._fixlog.attach(identity, state)
         session.sender_comp_id = identity[1]
         session.state = state
         self._live[identity] = session
@@ -483,7 +737,7 @@ class FixAcceptor:
         state (it gets them by ResendRequest when it logs on again)."""
         session = self._live.get(owner)
         if session is not None and not session.closed and session in self._writers:
-            self._write(session, b"".join(session.send_reports(outgoing)))
+            self._pending.append((session, b"".join(session.send_reports(outgoing))))
             return
         state = self.states.get(owner)
         if state is not None:
@@ -532,14 +786,19 @@ class FixAcceptor:
                 try:
                     data = await asyncio.wait_for(reader.read(65536), timeout)
                 except asyncio.TimeoutError:
-                    out = session.on_timer()
-                else:
-                    if not data:
-                        session._close("eof")
-                        break
-                    out = session.receive(data)
-                if out:
-                    self._write(session, b"".join(out))
+                    data = None
+                if data == b"":
+                    session._close("eof")
+                    break
+                try:
+                    with self._transaction():
+                        out = session.on_timer() if data is None else session.receive(data)
+                        if out:
+                            self._pending.append((session, b"".join(out)))
+                finally:
+                    self._commit()
+                if self._outbox:
+                    await self._flush()
                     if not writer.is_closing():
                         await asyncio.wait_for(writer.drain(), self.config.write_timeout)
         except asyncio.TimeoutError:

@@ -83,6 +83,16 @@ class AcceptorConfig:
     write_timeout: seconds to wait for a client to take our bytes.
     max_order_qty: largest OrderQty (38) accepted; larger orders get a reject.
     tls: an ``ssl.SSLContext`` for TLS (see ``server_tls_context``); None: plain TCP.
+    journal: a directory for the acceptor's journal (engine commands, sent messages,
+        sequence numbers, order ownership: ``workbench.fix.store``); a new acceptor over
+        the same directory recovers from it. None: nothing survives a stop (warned in
+        ProductionSafe mode).
+    durability: the journal's policy, "every", "batch" or "none" (None: the mode's
+        default, "every" in ProductionSafe); ExecutionReports go out once durable.
+    snapshot_every: take an engine + sessions snapshot every this many journal records
+        (older segments are then pruned); None: only on ``acceptor.snapshot()``.
+    journal_options: ``workbench.journal`` options (``batch_records``, ``batch_us``, ...).
+    mode: ``workbench.modes`` mode (None: ``WORKBENCH_MODE``, else ProductionSafe).
     """
 
     counterparties: tuple = ()
@@ -99,8 +109,31 @@ class AcceptorConfig:
     write_timeout: float = 10.0
     max_order_qty: int = 1_000_000_000
     tls: ssl.SSLContext | None = field(default=None, repr=False)
+    journal: str | Path | None = None
+    durability: str | None = None
+    snapshot_every: int | None = None
+    journal_options: dict | None = None
+    mode: object = None
 
     def __post_init__(self):
+        from workbench import modes
+
+        object.__setattr__(self, "mode", modes.mode(self.mode))
+        if self.journal is not None:
+            if not isinstance(self.journal, (str, Path)) or not str(self.journal):
+                raise ValueError(f"journal={self.journal!r} must be a directory path or None")
+            if Path(self.journal).exists() and not Path(self.journal).is_dir():
+                raise ValueError(f"journal={str(self.journal)!r} is not a directory")
+        if self.durability is not None and self.durability not in ("every", "batch", "none"):
+            raise ValueError(f"durability={self.durability!r} must be 'every', 'batch', 'none' "
+                             f"or None")
+        if self.snapshot_every is not None:
+            _positive(self.snapshot_every, "snapshot_every", integer=True)
+        if self.journal_options is not None and not isinstance(self.journal_options, dict):
+            raise ValueError(f"journal_options={self.journal_options!r} must be a dict or None")
+        if self.journal is None and (self.durability is not None or self.snapshot_every
+                                     is not None or self.journal_options):
+            raise ValueError("durability, snapshot_every and journal_options need journal=DIR")
         entries = self.counterparties
         if isinstance(entries, (str, Counterparty)):
             entries = (entries,)

@@ -96,22 +96,36 @@ class Outgoing:
 @dataclass(eq=False)
 class SessionState:
     """What survives a reconnect within the session's (UTC) day: both sequence numbers
-    and the last ``max_stored`` messages we sent (for ResendRequests)."""
+    and the last ``max_stored`` messages we sent (for ResendRequests).
+
+    ``journal`` (a ``workbench.fix.store.FixJournal``, set by a journaled acceptor)
+    journals every message stored and every reset, so the state also survives a
+    restart of the acceptor."""
 
     day: int = 0                 # UTC day number (ns // NS_PER_DAY) the state belongs to
     next_out: int = 1
     expected_in: int = 1
     max_stored: int = 10_000
     sent: dict[int, bytes] = field(default_factory=dict)
+    journal: object = field(default=None, repr=False)
+    sid: int = 0                 # the session's id in the journal
 
     def store(self, raw: bytes) -> None:
         """Keep what we sent (the oldest beyond ``max_stored`` become gap fills)."""
-        self.sent[self.next_out] = raw
-        self.next_out += 1
+        if self.journal is not None:
+            self.journal.sent(self, self.next_out, raw)
+        self.restore_sent(self.next_out, raw)
+
+    def restore_sent(self, seq: int, raw: bytes) -> None:
+        """Keep ``raw`` as sent with MsgSeqNum ``seq`` (no journaling: a replay)."""
+        self.sent[seq] = raw
+        self.next_out = seq + 1
         while len(self.sent) > self.max_stored:
             del self.sent[next(iter(self.sent))]
 
     def reset(self) -> None:
+        if self.journal is not None:
+            self.journal.reset(self)
         self.next_out = 1
         self.expected_in = 1
         self.sent.clear()
@@ -406,6 +420,8 @@ class FixSession:
             self._close("comp_id")
             return [self._reject(msg, SR_COMP_ID_PROBLEM), self._logout()]
         if msg.msg_type == "5":  # a Logout is answered whatever its MsgSeqNum
+            if msg.seq_num == self.expected_in:
+                self.expected_in += 1     # counted when in sequence: the next Logon follows it
             self._close("logout")
             return [] if self.logout_sent else [self._logout()]
         if msg.msg_type == "4" and msg.get(123, "N") != "Y":

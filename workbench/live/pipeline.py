@@ -39,6 +39,7 @@ from kernels import admission as kadm
 from kernels import pipeline as kpipe
 from kernels import risk as krisk
 from kernels import strategies as kstrat
+from kernels import book_state
 from kernels.book_state import EC_ANON_FALLBACK, allocate_state
 from kernels.histogram import new_histogram
 from kernels.jit import SAFE_MODE
@@ -144,8 +145,11 @@ class PipelineConfig:
             raise ValueError(f"ring_capacity={cap!r} must be a power of two >= 2")
         c.book_capacity = int(number("book_capacity", c.book_capacity, low=16, integer=True))
         lv = c.price_levels
-        if not isinstance(lv, (int, np.integer)) or lv & (lv - 1) or not 4096 <= lv <= 262144:
-            raise ValueError(f"price_levels={lv!r} must be a power of two in [4096, 262144]")
+        lo_lv, hi_lv = book_state.MIN_PRICE_LEVELS, book_state.MAX_PRICE_LEVELS
+        if (isinstance(lv, bool) or not isinstance(lv, (int, np.integer)) or lv & (lv - 1)
+                or not lo_lv <= lv <= hi_lv):
+            raise ValueError(f"price_levels={lv!r} must be a power of two in [{lo_lv}, {hi_lv}] "
+                             f"(the price window; prices beyond it still rest)")
         c.symbol = int(number("symbol", c.symbol, low=0, integer=True))
         return c
 
@@ -288,6 +292,7 @@ class Pipeline:
     def set_strategy(self, name: str | None = None, **params) -> None:
         """Switch strategy (its parameters reset to the defaults) and/or change them."""
         if name is not None and name != self.config.strategy:
+            self._precompile(name)
             self._update(strategy=name, strategy_params=dict(params))
         else:
             sp = dict(self.config.strategy_params)
@@ -389,6 +394,19 @@ class Pipeline:
         runs ahead. Zero-length calls: nothing is consumed or published."""
         kpipe.run_pipeline(*self._strategy(), *self._consumer_args(), 0, 1)
         kpipe.feed_publish(self.header, self.slots, self._events, 0, 0, 0, 0, 0, 0, 1.0, 1, 1)
+
+    def _precompile(self, name) -> None:
+        """Compile the consumer loop for strategy ``name`` here, from the types of the
+        running one, without calling it: the consumer thread then switches at once
+        instead of stalling (and not answering ``stop``) while Numba compiles."""
+        from numba import typeof
+
+        try:
+            fn = kstrat.STRATEGIES[name].fn
+        except (KeyError, TypeError):
+            return  # an unknown name: ``_update`` raises the clear error
+        for sig in kpipe.run_pipeline.signatures[:1]:
+            kpipe.run_pipeline.compile((typeof(fn),) + tuple(sig[1:]))
 
     def pause(self) -> None:
         self._paused.set()
@@ -512,6 +530,16 @@ class Pipeline:
     def sampler(self) -> "Sampler":
         """A fresh interval sampler (each live view owns one)."""
         return Sampler(self)
+
+    def publish(self, url: str | None = None, *, stream: str = "pipeline",
+                period_s: float = 0.5, **options):
+        """Publish this pipeline's latency percentiles, counters and P&L to the Redis
+        stream ``stream`` every ``period_s`` (``workbench.live.publish``; ``url`` default:
+        ``$WORKBENCH_REDIS_URL``) until it stops; returns the started ``Publisher``.
+        Watch it from any kernel with ``workbench.live.publish.watch(url, stream)``."""
+        from .publish import Publisher
+
+        return Publisher(self, url, stream=stream, period_s=period_s, **options).start()
 
     def histogram(self, stage: str = "end_to_end") -> np.ndarray:
         """A copy of one stage's cumulative latency histogram (``kernels.histogram``)."""
