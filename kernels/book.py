@@ -769,6 +769,18 @@ def _check_new(qty, side, order_type, tif):
     return R_NONE
 
 
+@kernel(inline="always")
+def _limit_price_reason(price, tick):
+    """Checks of a limit price; ``R_NONE`` or the reason."""
+    if price <= 0:
+        return R_NON_POSITIVE_PRICE
+    if price > MAX_PRICE:
+        return R_PRICE_TOO_LARGE
+    if price % tick != 0:
+        return R_PRICE_OFF_TICK
+    return R_NONE
+
+
 @kernel
 def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     reason = _check_new(qty, side, order_type, tif)
@@ -782,12 +794,9 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
     rests = order_type == LIMIT and tif == GTC
     if order_type == LIMIT:
-        if price <= 0:
-            return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
-        if price > MAX_PRICE:
-            return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
-        if price % b.tick != 0:
-            return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+        reason = _limit_price_reason(price, b.tick)
+        if reason != R_NONE:
+            return _reject(st, reason, order_id, nf)
         if b.collar_bps > 0 and _outside_collar(st, book, price):
             return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
     if rests and not can_rest(st):
@@ -807,18 +816,11 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
 def _rest_replayed(st, nf, ts, order_id, price, qty, book, side):
     """``EV_REST``: a feed's add rests at its price without matching (no halt check,
     no collar: the exchange accepted it)."""
-    if side != BUY and side != SELL:
-        return _reject(st, R_INVALID_SIDE, order_id, nf)
-    if qty <= 0:
-        return _reject(st, R_NON_POSITIVE_QTY, order_id, nf)
-    if qty > MAX_QTY:
-        return _reject(st, R_QTY_TOO_LARGE, order_id, nf)
-    if price <= 0:
-        return _reject(st, R_NON_POSITIVE_PRICE, order_id, nf)
-    if price > MAX_PRICE:
-        return _reject(st, R_PRICE_TOO_LARGE, order_id, nf)
-    if price % st.books[book].tick != 0:
-        return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
+    reason = _check_new(qty, side, LIMIT, GTC)
+    if reason == R_NONE:
+        reason = _limit_price_reason(price, st.books[book].tick)
+    if reason != R_NONE:
+        return _reject(st, reason, order_id, nf)
     probe = find_order(st, order_id, book)
     if probe >= 0:
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
@@ -943,23 +945,11 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book, replay):
 
 
 @kernel
-def clear_book(st, book):
-    """Remove every resting order of ``book``; returns how many."""
-    b = st.books[book]
-    n = 0
-    for side in range(2):
-        while b.best[side] >= 0:
-            remove_resting(st, st.levels[b.best[side]].head, -1)
-            n += 1
-    return n
-
-
-@kernel
 def clear_others(st, book, keep_from):
     """``EV_CLEAR`` for a simulation that queues its own orders among a feed's: remove
     every resting order of ``book`` whose id is below ``keep_from`` (the feed's, and
     anonymous volume), keep the rest (a feed's book reset does not cancel orders the
-    feed never knew). Returns how many it removed."""
+    feed never knew); ``keep_from`` 0 keeps nothing. Returns how many it removed."""
     b = st.books[book]
     n = 0
     for side in range(2):
@@ -969,7 +959,7 @@ def clear_others(st, book, keep_from):
             emptied = False
             while slot >= 0:
                 nxt = st.pool[slot].next
-                if st.pool[slot].order_id < keep_from:
+                if keep_from == 0 or st.pool[slot].order_id < keep_from:
                     last = st.levels[h].count == 1
                     remove_resting(st, slot, -1)
                     n += 1
@@ -979,6 +969,12 @@ def clear_others(st, book, keep_from):
                 slot = nxt
             h = b.best[side] if emptied else next_level(st, book, side, h)
     return n
+
+
+@kernel
+def clear_book(st, book):
+    """Remove every resting order of ``book``; returns how many."""
+    return clear_others(st, book, 0)
 
 
 @kernel

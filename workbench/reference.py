@@ -231,7 +231,7 @@ class ReferenceBook:
         o.status = R.ST_PARTIALLY_FILLED
         return RefResult(R.ST_PARTIALLY_FILLED, R.R_NONE, order_id, trade, o.qty, fills)
 
-    def modify(self, order_id, price=0, qty=0, ts=0):
+    def modify(self, order_id, price=0, qty=0, ts=0, replay=False):
         if price < 0:
             return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
         if price > R.MAX_PRICE:
@@ -243,7 +243,7 @@ class ReferenceBook:
         o = self.orders.get(order_id)
         if o is None:
             return self._reject(R.R_UNKNOWN_ORDER, order_id)
-        if self.halted:
+        if self.halted and not replay:
             return self._reject(R.R_HALTED, order_id)
         new_price = price if price > 0 else o.price
         new_qty = qty if qty > 0 else o.qty
@@ -253,6 +253,11 @@ class ReferenceBook:
         if new_price % self.tick:
             return self._reject(R.R_PRICE_OFF_TICK, order_id)
         self._remove(o)
+        if replay:
+            status = R.ST_NEW if o.filled == 0 else R.ST_PARTIALLY_FILLED
+            self._rest(RefOrder(order_id, o.side, new_price, new_qty, ts, o.order_type, o.tif,
+                                o.filled, status))
+            return RefResult(status, R.R_NONE, order_id, o.filled, new_qty)
         return self._enter(ts, order_id, o.side, new_price, new_qty, o.order_type, o.tif, o.filled)
 
     def rest(self, order_id, side, price, qty, ts=0):
@@ -279,29 +284,7 @@ class ReferenceBook:
     def move(self, order_id, price=0, qty=0, ts=0):
         """A feed's modify: less size at the same price keeps priority; a new price or
         more size re-queues at the tail; never matches, ignores halts."""
-        if price < 0:
-            return self._reject(R.R_NON_POSITIVE_PRICE, order_id)
-        if price > R.MAX_PRICE:
-            return self._reject(R.R_PRICE_TOO_LARGE, order_id)
-        if qty < 0:
-            return self._reject(R.R_NON_POSITIVE_QTY, order_id)
-        if qty > R.MAX_QTY:
-            return self._reject(R.R_QTY_TOO_LARGE, order_id)
-        o = self.orders.get(order_id)
-        if o is None:
-            return self._reject(R.R_UNKNOWN_ORDER, order_id)
-        new_price = price if price > 0 else o.price
-        new_qty = qty if qty > 0 else o.qty
-        if new_price == o.price and new_qty <= o.qty:
-            o.qty = new_qty
-            return RefResult(o.status, R.R_NONE, order_id, o.filled, o.qty)
-        if new_price % self.tick:
-            return self._reject(R.R_PRICE_OFF_TICK, order_id)
-        self._remove(o)
-        status = R.ST_NEW if o.filled == 0 else R.ST_PARTIALLY_FILLED
-        self._rest(RefOrder(order_id, o.side, new_price, new_qty, ts, o.order_type, o.tif,
-                            o.filled, status))
-        return RefResult(status, R.R_NONE, order_id, o.filled, new_qty)
+        return self.modify(order_id, price, qty, ts, replay=True)
 
     def clear(self, order_id):
         """A feed's book clear: every resting order goes."""
