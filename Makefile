@@ -43,7 +43,7 @@ redis:
 	fi
 
 test: $(STAMP) browser redis
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests --nbmake notebooks $(PYTEST_ARGS)
+	WORKBENCH_HEADLESS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests --nbmake notebooks $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks

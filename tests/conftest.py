@@ -12,6 +12,11 @@ import pytest
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["WORKBENCH_SHM_TAG"] = os.environ["PYTEST_XDIST_WORKER"] + "_"
 
+# Headless run: the notebooks nbmake executes inherit this, so a failing exercise check
+# raises (their solutions are in place, so it must pass) and live dashboards stop on their
+# own. A person in JupyterLab never has it set (``workbench.teaching.checker.headless``).
+os.environ.setdefault("WORKBENCH_HEADLESS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
