@@ -156,6 +156,18 @@ def test_env_url_makes_redis_the_default_store(url, tmp_path, monkeypatch):
         open_store("memcached://x", tmp_path)
 
 
+def test_a_server_on_a_taken_port_is_not_mistaken_for_ours(server, tmp_path):
+    """Two processes may pick the same free port at once: the one that loses the bind must
+    not take the other's server (which answers) for its own. A stand-in binary that never
+    binds makes the race certain: only the module's server answers on that port."""
+    slow = tmp_path / "slow-redis-server"
+    slow.write_text("#!/bin/sh\nexec sleep 30\n")
+    slow.chmod(0o755)
+    with pytest.raises(RuntimeError, match=f"another redis-server's \\(pid {server.process.pid}\\)"):
+        RedisServer(str(slow), port=server.port, startup_timeout_s=5).start()
+    assert redis.Redis.from_url(server.url).ping()  # the first server is untouched
+
+
 def test_redis_down_one_warning_nothing_lost_then_reconnect(tmp_path):
     srv, reason = start_redis_server()
     if srv is None:

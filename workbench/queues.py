@@ -81,21 +81,42 @@ class Backoff:
 
 
 def _pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (killed, not yet reaped) counts as dead."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X", b"x")
-    except FileNotFoundError:
-        return False
-    except (OSError, IndexError):
+    """True while ``pid`` runs; a zombie (killed, not yet reaped) counts as dead.
+
+    Linux: its state in ``/proc``. Other POSIX systems: ``kill(pid, 0)``. Windows (where
+    ``os.kill(pid, 0)`` would send CTRL+C): ``OpenProcess`` and its exit code."""
+    if sys.platform == "win32":
+        return _win_pid_alive(pid)
+    if os.path.isdir("/proc/self"):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+            return state not in (b"Z", b"X", b"x")
+        except FileNotFoundError:
             return False
-        except PermissionError:
-            return True
+        except (OSError, IndexError):
+            pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    return True
+
+
+def _win_pid_alive(pid: int) -> bool:
+    import ctypes
+
+    k32 = ctypes.windll.kernel32
+    handle = k32.OpenProcess(0x1000, False, int(pid))   # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        return bool(k32.GetExitCodeProcess(handle, ctypes.byref(code))) and code.value == 259  # STILL_ACTIVE
+    finally:
+        k32.CloseHandle(handle)
 
 
 def _validate_capacity(capacity) -> int:
@@ -200,11 +221,17 @@ class Ring:
         return cls._ROLES[role]
 
     def register(self, role: str, pid: int | None = None) -> None:
-        """Record who plays ``role`` ('producer' or 'consumer'), e.g. a child process."""
+        """Record who plays ``role`` ('producer' or 'consumer'), e.g. a child process.
+
+        This process: its heartbeat clock starts now. Another process (a child just
+        started): its clock starts at its own first beat, and until then only its pid
+        tells whether it is alive, so a child that is slow to start (compiling, a busy
+        machine) is never mistaken for a dead one."""
         slots = self._role(role)
         h = self._live_header()
+        own = pid is None or int(pid) == os.getpid()
         h[slots[0]] = os.getpid() if pid is None else int(pid)
-        h[slots[1]] = time.monotonic_ns()
+        h[slots[1]] = time.monotonic_ns() if own else 0
 
     def heartbeat(self, role: str = "producer") -> None:
         """Tell the peer this side is alive although it is not calling put/get."""

@@ -84,6 +84,7 @@ class RedisServer:
         problem = "did not start"
         for _ in range(1 if self.fixed_port else 3):  # a free port can be taken meanwhile
             self.port = self.fixed_port or _free_port()
+            problem = None
             self.process = subprocess.Popen(
                 [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", self._dir.name, "--protected-mode", "yes",
@@ -94,13 +95,20 @@ class RedisServer:
             try:
                 while time.monotonic() < deadline and self.process.poll() is None:
                     try:
-                        client.ping()
-                        return self
+                        # the server answering must be ours: between picking a free port
+                        # and binding it, another process's server may have taken it
+                        pid = int(client.info("server")["process_id"])
                     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                         time.sleep(0.02)
+                        continue
+                    if pid == self.process.pid:
+                        return self
+                    problem = f"port {self.port} is another redis-server's (pid {pid})"
+                    break
             finally:
                 client.close()
-            problem = logfile.read_text()[-500:].strip() if logfile.is_file() else "no log"
+            if problem is None:
+                problem = logfile.read_text()[-500:].strip() if logfile.is_file() else "no log"
             self._kill()
         self.stop()
         raise RuntimeError(f"redis-server ({self.binary}) did not start: {problem or 'no log'}")

@@ -71,7 +71,8 @@ def problems(path: str | Path) -> list[str]:
     nb = _read(path)
     cells = nb.get("cells", [])
     prefix = path.name[:2]
-    out = []
+    out = [f"{path.name}: cell {i} has no id (nbformat 4.5 needs one per cell)"
+           for i, cell in enumerate(cells) if not cell.get("id")]
     for eid, kinds in layout(path).items():
         where = f"{path.name} exercise {eid}"
         if not ID_PATTERN.match(eid) or not eid.startswith(prefix + "."):
