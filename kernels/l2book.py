@@ -1,6 +1,8 @@
 """Price-level (L2) books on a dense tick ladder: Binance depth replay and L3 top of book.
 
-Owns the ladder update :func:`set_level` (the L2 backtest shares it) and two kernels
+Owns the ladder update :func:`set_level` and the depth-row rule :func:`apply_depth` (the
+L2 backtest applies its rows through it, so the replay check and the backtester keep one
+book the same way) and two kernels
 over ``kernels.records.L2_UPDATE`` rows (one price level's new absolute size, as a depth
 feed sends it; ``L2F_*`` flags) and ``EVENT`` rows, both writing ``BBO`` rows:
 
@@ -51,48 +53,70 @@ def set_level(bids, asks, side, idx, qty, best):
             best[1] = j if j < n else -1
 
 
+@kernel(inline="always")
+def apply_depth(bids, asks, best, low, tick, u):
+    """Apply one depth row (L2_UPDATE, not a trade) to a ladder; the one rule the replay
+    check and the L2 backtester both run. A snapshot's first row clears the book before
+    anything else (even when that row is an empty marker or off the ladder). Returns the
+    level's previous size, -1 for an empty message's marker row (``price < 0``) and -2 for
+    a price off the grid or outside the ladder (counted by the caller, never written)."""
+    if u.flags & R.L2F_SNAPSHOT_START:
+        bids[:] = 0
+        asks[:] = 0
+        best[0] = -1
+        best[1] = -1
+    if u.price < 0:
+        return np.int64(-1)
+    offset = u.price - low
+    if offset < 0 or offset % tick != 0 or offset // tick >= bids.shape[0]:
+        return np.int64(-2)
+    idx = offset // tick
+    prev = bids[idx] if u.side == R.BUY else asks[idx]
+    set_level(bids, asks, u.side, idx, u.qty, best)
+    return prev
+
+
 @kernel
 def replay_l2(updates, low, tick, bids, asks, out):
-    """Apply ``updates`` (L2_UPDATE, one book) to the ladders; write a BBO row per message.
+    """Apply ``updates`` (L2_UPDATE, one book: depth rows, and trade rows, which leave the
+    book alone) to the ladders; write a BBO row per message.
 
-    Returns ``(n_rows, n_out_of_range)``. A row is written after each update flagged
-    ``L2F_END_OF_MESSAGE``; ``bids``/``asks`` are zeroed ladders of equal length.
+    Returns ``(n_rows, n_out_of_range, n_crossed)``: a row is written after each depth row
+    flagged ``L2F_END_OF_MESSAGE``; ``n_crossed`` counts the messages after which the
+    book is crossed (best bid at or above best ask). ``bids``/``asks`` are zeroed ladders
+    of equal length.
     """
-    n = bids.shape[0]
     best = np.full(2, -1, dtype=np.int64)
     rows = 0
     bad = 0
+    crossed = 0
     for i in range(updates.shape[0]):
         u = updates[i]
-        if u.flags & R.L2F_SNAPSHOT_START:
-            bids[:] = 0
-            asks[:] = 0
-            best[0] = -1
-            best[1] = -1
-        offset = u.price - low
-        idx = offset // tick
-        if offset < 0 or idx >= n or offset % tick != 0:
+        if u.flags & R.L2F_TRADE:
+            continue
+        if apply_depth(bids, asks, best, low, tick, u) == -2:
             bad += 1
-        else:
-            set_level(bids, asks, u.side, idx, u.qty, best)
-        if u.flags & R.L2F_END_OF_MESSAGE and rows < out.shape[0]:
-            row = out[rows]
-            row.ts = u.ts
-            row.update_id = u.update_id
-            if best[0] >= 0:
-                row.bid_price = low + best[0] * tick
-                row.bid_qty = bids[best[0]]
-            else:
-                row.bid_price = -1
-                row.bid_qty = 0
-            if best[1] >= 0:
-                row.ask_price = low + best[1] * tick
-                row.ask_qty = asks[best[1]]
-            else:
-                row.ask_price = -1
-                row.ask_qty = 0
-            rows += 1
-    return rows, bad
+        if u.flags & R.L2F_END_OF_MESSAGE:
+            if best[0] >= 0 and best[1] >= 0 and best[0] >= best[1]:
+                crossed += 1
+            if rows < out.shape[0]:
+                row = out[rows]
+                row.ts = u.ts
+                row.update_id = u.update_id
+                if best[0] >= 0:
+                    row.bid_price = low + best[0] * tick
+                    row.bid_qty = bids[best[0]]
+                else:
+                    row.bid_price = -1
+                    row.bid_qty = 0
+                if best[1] >= 0:
+                    row.ask_price = low + best[1] * tick
+                    row.ask_qty = asks[best[1]]
+                else:
+                    row.ask_price = -1
+                    row.ask_qty = 0
+                rows += 1
+    return rows, bad, crossed
 
 
 @kernel

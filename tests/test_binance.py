@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import json
 import numpy as np
+import polars as pl
 import pytest
 
 from kernels import records as R
@@ -156,10 +157,12 @@ def test_cli_last_line_and_json(spot_result, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     r = spot_result
     assert last == (f"snapshots=1 updates={r['updates']} gaps=0 bbo_rows={r['bbo_rows']} "
-                    f"comparable={r['comparable']} matched={r['comparable']} (100.00%)")
+                    f"comparable={r['comparable']} matched={r['comparable']} (100.00%) crossed=0")
     assert main(["data", "binance-check", path, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"snapshots", "updates", "gaps", "bbo_rows", "comparable", "matched", "pct"}
+    assert set(result) == {"snapshots", "updates", "gaps", "bbo_rows", "comparable", "matched", "pct",
+                           "crossed"}
+    assert result["crossed"] == 0
     assert result["matched"] == r["matched"]
 
 
@@ -167,3 +170,49 @@ def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="capture not found"):
         read_capture(tmp_path / "nope.gz")
     assert np.all(rebuild_book(read_capture(_futures_capture(tmp_path / "f.txt")))[0]["bid_price"] > 0)
+
+
+def test_the_replay_is_never_crossed_and_the_old_receive_time_sort_was(spot, spot_result):
+    """The array the backtester and the check replay keeps the snapshot ahead of the diff
+    that straddles it; sorting the applied updates by receive time (what the backtester
+    once did) puts that diff first, the snapshot wipes it, and the book stays crossed."""
+    assert spot_result["crossed"] == 0
+    rows = binance.market_rows(spot)
+    depth = rows[(rows["flags"] & R.L2F_TRADE) == 0]
+    assert np.array_equal(depth["update_id"], spot.updates["update_id"])   # sync order kept
+    assert np.all(np.diff(rows["ts"]) >= 0)
+    naive = spot.updates[np.argsort(spot.updates["ts"], kind="stable")]
+    _, stats = rebuild_book(spot, rows=naive)
+    assert stats["crossed"] > 1_000
+
+
+def test_the_backtester_replays_the_checked_array_and_its_book_is_never_crossed(spot):
+    from workbench.backtest import Backtest
+    from workbench.data.market import load_events
+
+    path = shared_path(*CAPTURE)
+    md = load_events(str(path))
+    rows = binance.market_rows(spot)
+    assert md.kind == "l2" and np.array_equal(md.events, rows)   # one array for both
+    tick, low = binance.ladder_window(spot.updates, binance.LADDER_TICKS)
+    assert md.ladder == (low, 2 * binance.LADDER_TICKS + 1) and md.tick == tick
+    bbo, _ = rebuild_book(spot)
+    r = (Backtest(str(path), record_every_s=0.05).strategy("mm_skew", half_spread_ticks=1, qty=100_000)
+         .latency(50, 100, 50).run(progress=False))
+    eq = r.equity.drop_nulls(["bid", "ask"])
+    assert eq.height > 1_000
+    scale = md.price_scale
+    bid = np.round(eq["bid"].to_numpy() * scale).astype(np.int64)
+    ask = np.round(eq["ask"].to_numpy() * scale).astype(np.int64)
+    assert np.all(bid < ask)    # the backtester's own book, never crossed
+    # and it is the checked book: each recorded top is the check's after the last message
+    # at or before the record (or the one before it, when messages share a timestamp)
+    ts = eq["ts"].to_numpy().astype(np.int64) if eq["ts"].dtype == pl.Int64 else \
+        eq["ts"].dt.epoch("ns").to_numpy()
+    idx = np.searchsorted(bbo["ts"], ts, side="right") - 1
+    ok = 0
+    for k, i in enumerate(idx):
+        same = np.nonzero(bbo["ts"] == bbo["ts"][i])[0]
+        cands = {(int(bbo["bid_price"][j]), int(bbo["ask_price"][j])) for j in range(max(0, same[0] - 1), i + 1)}
+        ok += (int(bid[k]), int(ask[k])) in cands
+    assert ok == len(idx)

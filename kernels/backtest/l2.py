@@ -30,7 +30,7 @@ from .. import histogram
 from .. import risk as krisk
 from ..clock import now_ns
 from ..jit import kernel
-from ..l2book import set_level
+from ..l2book import apply_depth
 from ..pointers import borrow_context
 from ..records import (
     A_NEW, BUY, GTC, L2F_END_OF_MESSAGE, L2F_SNAPSHOT_START, L2F_TRADE, LIQ_MAKER, LIQ_TAKER,
@@ -106,21 +106,14 @@ def _fill_own(c, row, ts, qty, liquidity, price, resp_lat):
 
 @kernel
 def l2_apply_depth(c, c2, u):
-    """Set one level; returns its previous size (-1 when off the ladder)."""
+    """Set one level through the replay check's own rule (``kernels.l2book.apply_depth``);
+    returns its previous size (-1 for an empty message's marker or a level off the ladder)."""
     l2 = l2_views(c2)
-    if u.price < 0:
-        return np.int64(-1)  # an empty message's marker row
-    idx = _index(l2, u.price)
-    if idx < 0:
-        l2.meta[M_OUT_OF_WINDOW] += 1
+    m = l2.meta
+    prev = apply_depth(l2.bids, l2.asks, l2.best, m[M_LOW], m[M_TICK], u)
+    if prev == -2:
+        m[M_OUT_OF_WINDOW] += 1
         return np.int64(-1)
-    if u.flags & L2F_SNAPSHOT_START:  # a snapshot restarts the book
-        l2.bids[:] = 0
-        l2.asks[:] = 0
-        l2.best[0] = -1
-        l2.best[1] = -1
-    prev = l2.bids[idx] if u.side == BUY else l2.asks[idx]
-    set_level(l2.bids, l2.asks, u.side, idx, u.qty, l2.best)
     return prev
 
 

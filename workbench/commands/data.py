@@ -1,4 +1,4 @@
-"""``python -m workbench data make-samples|fetch|info|binance-check|mbo-check|itch-check|itch-synth``:
+"""``python -m workbench data make-samples|fetch|info|binance-check|mbo-check|itch-check|itch-synth|get-samples``:
 market data chores."""
 from __future__ import annotations
 
@@ -65,6 +65,23 @@ def register(subparsers) -> None:
                       help="write the top of book per stock whenever it changes to this parquet file")
     itch.add_argument("--no-progress", action="store_true")
     itch.set_defaults(handler=_itch_check)
+
+    get = sub.add_parser("get-samples", help="download the public LOBSTER and Binance samples "
+                                             "(checked, atomic, size and time limits)",
+                         description="Download public sample data (LOBSTER's NASDAQ sample day, "
+                                     "Binance's daily spot archives) into a local directory. Each "
+                                     "file is checked (size, checksum, format) before it is kept; "
+                                     "a bad download is quarantined.")
+    get.add_argument("names", nargs="*", help="samples to fetch (default: the small default set; "
+                                              "'all' for every one; see --list)")
+    get.add_argument("--dir", default=None, help="target directory (default $WORKBENCH_DATA_DIR/samples "
+                                                 "or the user data dir)")
+    get.add_argument("--list", action="store_true", help="list the samples and exit")
+    get.add_argument("--force", action="store_true", help="download again even when present")
+    get.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation "
+                                                                 "(default 30)")
+    get.add_argument("--json", action="store_true", help="print the result as JSON")
+    get.set_defaults(handler=_get_samples)
 
     synth = sub.add_parser("itch-synth", help="write a synthetic ITCH 5.0 day from simulated flow")
     synth.add_argument("out", type=Path, help="output file (.gz: gzip)")
@@ -164,7 +181,7 @@ def _binance_check(args) -> int:
 
     result = check_capture(args.file)
     if args.json:
-        keys = ("snapshots", "updates", "gaps", "bbo_rows", "comparable", "matched", "pct")
+        keys = ("snapshots", "updates", "gaps", "bbo_rows", "comparable", "matched", "pct", "crossed")
         print(json.dumps({k: result[k] for k in keys}))
         return 0
     for key in ("market", "diffs_received", "dropped_stale", "trades", "malformed", "out_of_window"):
@@ -189,6 +206,27 @@ def _itch_check(args) -> int:
     print("\n".join(summary_lines(result)))
     if args.bbo is not None:
         print(f"top of book written to {args.bbo}")
+    return 0
+
+
+def _get_samples(args) -> int:
+    from workbench.data.get_samples import DEFAULT_SAMPLES, SAMPLES, get_samples, samples_dir
+
+    if args.list:
+        for sample in SAMPLES.values():
+            mark = "*" if sample.name in DEFAULT_SAMPLES else " "
+            print(f"{mark} {sample.name:30} {sample.max_bytes / 2**20:6.0f} MiB max  {sample.description}")
+        print("* = default set")
+        return 0
+    results = get_samples(args.names or None, args.dir, force=args.force, timeout=args.timeout,
+                          progress=not args.json,
+                          on_result=None if args.json else lambda r: print(
+                              f"  {r.status:10} {r.name}: " + ", ".join(r.notes)
+                              + "".join(f"\n             {f}" for f in r.files)))
+    if args.json:
+        print(json.dumps({"dir": str(samples_dir(args.dir)), "samples": [r.to_json() for r in results]}))
+    else:
+        print(f"{len(results)} sample(s) in {samples_dir(args.dir)}")
     return 0
 
 

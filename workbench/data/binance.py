@@ -290,23 +290,59 @@ def ladder_window(updates: np.ndarray, window_ticks: int) -> tuple[int, int]:
     return tick, max(tick, (centre // tick - window_ticks) * tick)
 
 
-def rebuild_book(capture: BinanceCapture, window_ticks: int = 250_000) -> tuple[np.ndarray, dict]:
-    """Best bid/ask (``kernels.records.BBO``) after each applied message, plus ladder stats.
+LADDER_TICKS = 250_000  # ticks either side of the first snapshot's mid: the ladder a replay keeps
+
+
+def market_rows(capture: BinanceCapture) -> np.ndarray:
+    """The one event array of a capture: what the backtester, ``binance-check`` and
+    :func:`rebuild_book` replay (``kernels.records.L2_UPDATE`` rows).
+
+    The applied depth updates keep the order Binance's sync rule gave them (a snapshot
+    ahead of the buffered diff that straddles it), and each takes as its time the moment
+    it became applicable: a diff buffered before its snapshot arrived counts from the
+    snapshot's receive time (``ts`` is the running maximum; ``exch_ts`` is untouched).
+    Trades are merged in by receive time; a stable sort keeps every update's place, so
+    the snapshot can never land after, and wipe, an update it covers."""
+    up = capture.updates.copy()
+    if len(up):
+        up["ts"] = np.maximum.accumulate(up["ts"])
+    tr = capture.trades
+    trades = np.zeros(tr.height, dtype=R.L2_UPDATE)
+    if tr.height:
+        trades["ts"] = tr["recv_ts"].to_numpy()
+        trades["exch_ts"] = tr["exch_ts"].to_numpy()
+        trades["price"] = tr["price"].to_numpy()
+        trades["qty"] = tr["qty"].to_numpy()
+        trades["side"] = np.where(tr["buyer_is_maker"].to_numpy(), R.SELL, R.BUY)
+        trades["flags"] = R.L2F_TRADE
+        trades["prev_id"] = -1
+    rows = np.concatenate([up, trades])
+    return np.ascontiguousarray(rows[np.argsort(rows["ts"], kind="stable")])
+
+
+def rebuild_book(capture: BinanceCapture, window_ticks: int = LADDER_TICKS,
+                 rows: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Best bid/ask (``kernels.records.BBO``) after each applied message, plus ladder stats,
+    replayed from :func:`market_rows` (or ``rows``: the same array a backtest consumes)
+    through the depth rule the L2 backtester runs (``kernels.l2book.apply_depth``).
 
     The ladder spans ``window_ticks`` ticks either side of the first snapshot's mid; levels
-    beyond (Binance sends far-away levels too) are counted as ``out_of_window``.
+    beyond (Binance sends far-away levels too) are counted as ``out_of_window``. ``crossed``
+    counts the messages after which the book is crossed (0 on a correct replay).
     """
     up = capture.updates
     if len(up) == 0:
-        return np.zeros(0, dtype=R.BBO), {"tick": 0, "out_of_window": 0}
+        return np.zeros(0, dtype=R.BBO), {"tick": 0, "out_of_window": 0, "crossed": 0}
+    rows = market_rows(capture) if rows is None else rows
     tick, low = ladder_window(up, window_ticks)
     n_levels = 2 * window_ticks + 1
     bids = np.zeros(n_levels, dtype=np.int64)
     asks = np.zeros(n_levels, dtype=np.int64)
-    out = np.zeros(int(np.count_nonzero(up["flags"] & R.L2F_END_OF_MESSAGE)), dtype=R.BBO)
-    rows, out_of_window = l2book.replay_l2(up, low, tick, bids, asks, out)
-    no_op = int(np.count_nonzero(up["price"] < 0))
-    return out[:rows], {"tick": tick, "out_of_window": int(out_of_window) - no_op}
+    depth = (rows["flags"] & R.L2F_TRADE) == 0
+    out = np.zeros(int(np.count_nonzero(depth & ((rows["flags"] & R.L2F_END_OF_MESSAGE) != 0))),
+                   dtype=R.BBO)
+    n, out_of_window, crossed = l2book.replay_l2(rows, low, tick, bids, asks, out)
+    return out[:n], {"tick": tick, "out_of_window": int(out_of_window), "crossed": int(crossed)}
 
 
 def compare_book_ticker(capture: BinanceCapture, bbo: np.ndarray) -> pl.DataFrame:
@@ -328,9 +364,10 @@ def compare_book_ticker(capture: BinanceCapture, bbo: np.ndarray) -> pl.DataFram
     return joined.with_columns(comparable.alias("comparable"), matched.fill_null(False).alias("matched"))
 
 
-def check_capture(path, window_ticks: int = 250_000) -> dict:
+def check_capture(path, window_ticks: int = LADDER_TICKS) -> dict:
     """Rebuild the book from a capture (a path or a parsed :class:`BinanceCapture`) and
-    compare it with bookTicker (module docstring)."""
+    compare it with bookTicker (module docstring). The replay is :func:`market_rows`, the
+    array the backtester consumes, on the backtester's ladder."""
     capture = path if isinstance(path, BinanceCapture) else read_capture(path)
     bbo, stats = rebuild_book(capture, window_ticks)
     joined = compare_book_ticker(capture, bbo)
@@ -350,10 +387,11 @@ def check_capture(path, window_ticks: int = 250_000) -> dict:
         "trades": capture.trades.height,
         "malformed": capture.malformed,
         "out_of_window": stats["out_of_window"],
+        "crossed": stats["crossed"],
     }
 
 
 def summary_line(result: dict) -> str:
     return (f"snapshots={result['snapshots']} updates={result['updates']} gaps={result['gaps']} "
             f"bbo_rows={result['bbo_rows']} comparable={result['comparable']} "
-            f"matched={result['matched']} ({result['pct']:.2f}%)")
+            f"matched={result['matched']} ({result['pct']:.2f}%) crossed={result['crossed']}")

@@ -91,29 +91,18 @@ def load_events(data="synthetic", *, symbol: int | str = 0, seed: int | None = N
     return lobster_market(path, orderbook)
 
 
-def binance_market(path: Path, window_ticks: int = 20_000) -> MarketData:
-    """A Binance capture as L2 rows: its applied depth updates merged with its trades."""
-    from .binance import ladder_window, read_capture
+def binance_market(path: Path, window_ticks: int | None = None) -> MarketData:
+    """A Binance capture as L2 rows: :func:`workbench.data.binance.market_rows`, the one
+    array ``binance-check`` replays too (applied depth updates in sync order, trades merged
+    by receive time), on the check's ladder."""
+    from .binance import LADDER_TICKS, ladder_window, market_rows, read_capture
 
+    window_ticks = LADDER_TICKS if window_ticks is None else window_ticks
     cap = read_capture(path)
-    up = cap.updates
-    if len(up) == 0:
+    if len(cap.updates) == 0:
         raise ValueError(f"{path}: no depth updates could be applied (need a snapshot)")
-    tr = cap.trades
-    trades = np.zeros(tr.height, dtype=R.L2_UPDATE)
-    if tr.height:
-        trades["ts"] = tr["recv_ts"].to_numpy()
-        trades["exch_ts"] = tr["exch_ts"].to_numpy()
-        trades["price"] = tr["price"].to_numpy()
-        trades["qty"] = tr["qty"].to_numpy()
-        trades["side"] = np.where(tr["buyer_is_maker"].to_numpy(), R.SELL, R.BUY)
-        trades["flags"] = R.L2F_TRADE
-        trades["prev_id"] = -1
-    rows = np.concatenate([up, trades])
-    order = np.lexsort((np.arange(len(rows)), rows["ts"]))  # stable by time
-    rows = np.ascontiguousarray(rows[order])
-    tick, low = ladder_window(up, window_ticks)
-    return MarketData(rows, tick, cap.price_scale, f"Binance {cap.market} {path.name}",
+    tick, low = ladder_window(cap.updates, window_ticks)
+    return MarketData(market_rows(cap), tick, cap.price_scale, f"Binance {cap.market} {path.name}",
                       kind="l2", qty_scale=cap.qty_scale, ladder=(low, 2 * window_ticks + 1))
 
 
