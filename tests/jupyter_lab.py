@@ -132,12 +132,15 @@ def shut_down_kernels(base: str, token: str) -> None:
 
 
 # JS: the state of the run, read from the page (cell prompts).
-PROMPTS = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"   # the notebook on screen
+PROMPTS = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
     .map(e => e.textContent.trim())"""
 
 
 def open_notebook(page, base: str, token: str, name: str) -> None:
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    """Open ``name`` alone: ``reset`` starts from an empty workspace, so the notebooks the
+    previous page had open are not restored beside it."""
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=SLOW * 1000)
     page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"\| Idle")) \
         .first.wait_for(timeout=SLOW * 1000)
@@ -177,26 +180,24 @@ def wait_until_ran(page, timeout: float = SLOW) -> list[str]:
 
 
 def saved_notebook(page, base: str, token: str, name: str, timeout: float = STEP) -> dict:
-    """Save the notebook from the page (File > Save) and return the file the server wrote."""
-    _, body = request(f"{base}/api/contents/{name}?content=0", token)
-    before = json.loads(body)["last_modified"]
-    page.locator(".jp-NotebookPanel").first.click(position={"x": 5, "y": 5})
+    """Save the notebook from the page (File > Save) and return the file the server wrote.
+
+    The server rewrites the file in place, so it is read only once the page reports the
+    save completed: a read during the write would see a torn file (and make the server
+    restore its backup)."""
+    status = page.locator(".jp-StatusBar-TextItem", has_text="Saving completed")
+    page.locator(f"{PANEL} .jp-Cell").first.click()
     page.locator(".lm-MenuBar-itemLabel", has_text="File").first.click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Save Notebook$")).first.click()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _, body = request(f"{base}/api/contents/{name}?content=1", token)
-        model = json.loads(body)
-        if model["last_modified"] != before:
-            return model["content"]
-        time.sleep(0.5)
-    raise TimeoutError(f"{name} was not saved within {timeout} s")
+    status.first.wait_for(timeout=timeout * 1000)
+    _, body = request(f"{base}/api/contents/{name}?content=1", token)
+    return json.loads(body)["content"]
 
 
 def full_screenshot(page, path: Path, width: int = 1400, max_height: int = 16_000) -> int:
     """A screenshot of the whole notebook (the viewport grown to its height, capped);
     returns the height captured."""
-    height = page.evaluate("""() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Cell')]
+    height = page.evaluate("""() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')]
         .reduce((sum, cell) => sum + cell.getBoundingClientRect().height + 8, 250)""")
     height = int(min(max(height, 800), max_height))
     page.set_viewport_size({"width": width, "height": height})

@@ -168,7 +168,10 @@ def check_run(path: Path, report: dict) -> None:
     errors = error_outputs(nb)
     assert not errors, f"{path.name} failed:\n" + "\n\n".join(errors)
     missing = unexecuted(nb)
-    assert not missing, f"{path.name}: cells {missing} did not run"
+    if missing:
+        dump = SCREENSHOTS / (path.stem + "-saved.ipynb")
+        dump.write_text(json.dumps(nb, indent=1))
+    assert not missing, f"{path.name}: cells {missing} did not run (saved as {dump if missing else ''})"
     plots = report["plots"]
     if plots is not None:
         assert plots["drawn"] == plots["plots"], (

@@ -17,123 +17,35 @@ the test launches the system chromium).
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+from tests import jupyter_lab as lab
+
 NOTEBOOK = "08-live-tuning.ipynb"
-# Waits for state, not for time: these only bound how long a broken run takes to fail.
-SLOW = 900          # s: JupyterLab start, run all (first numba compile of the pipeline)
-STEP = 300          # s: one interaction seen on screen
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--disable-dev-shm-usage"]
+CHROMIUM, FLAGS, SLOW, STEP = lab.CHROMIUM, lab.FLAGS, lab.SLOW, lab.STEP
 
-if not CHROMIUM.exists():
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)",
-                allow_module_level=True)
-try:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-except ImportError:
-    pytest.skip("needs the playwright package (pip install playwright)", allow_module_level=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _request(url: str, token: str, method: str = "GET"):
-    req = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return resp.status, resp.read()
+if lab.browser_unavailable():
+    pytest.skip(lab.browser_unavailable(), allow_module_level=True)
+from playwright.sync_api import sync_playwright  # noqa: E402
 
 
 @pytest.fixture
 def jupyterlab(tmp_path):
-    """A JupyterLab server on 127.0.0.1 (random port, token) serving a copy of the
-    notebook; shut down (kernels included) afterwards."""
+    """A JupyterLab server on 127.0.0.1 serving a copy of the notebook, run as a person's
+    session: nothing of pytest's environment (``WORKBENCH_HEADLESS``, which
+    tests/conftest.py sets for the headless notebook runs) tells the kernel otherwise, so
+    the dashboard runs until the test presses stop."""
     root = tmp_path / "root"
     root.mkdir()
-    shutil.copy(REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
-    port, token = _free_port(), secrets.token_hex(16)
-    settings = tmp_path / "settings"
-    # render every cell (no virtual scrolling) so the dashboard stays in the DOM; no news toast
-    for plugin, values in {"@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-                           "@jupyterlab/apputils-extension/notification": {"fetchNews": "false"}}.items():
-        path = settings / (plugin + ".jupyterlab-settings")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-    env = dict(os.environ, JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
-               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    # The notebook bounds its session when it sees pytest (headless nbmake runs). Here it
-    # runs as a person's session, until the test presses stop.
-    env.pop("PYTEST_CURRENT_TEST", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")  # containers and CI runners often run as root
-    log = open(tmp_path / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SLOW
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited: {(tmp_path / 'jupyterlab.log').read_text()[-2000:]}")
-            try:
-                if _request(f"{base}/api/status", token)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"JupyterLab did not start within {SLOW} s")
-            time.sleep(0.5)
+    shutil.copy(lab.REPO / "notebooks" / NOTEBOOK, root / NOTEBOOK)
+    with lab.lab_server(root, tmp_path, drop_env=("PYTEST_CURRENT_TEST", "WORKBENCH_HEADLESS")) \
+            as (base, token):
         yield base, token, tmp_path
-    finally:
-        try:
-            _request(f"{base}/api/shutdown", token, method="POST")  # stops kernels too
-        except OSError:
-            pass
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this fixture started, if anything is left
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
-        log.close()
-
-
-def _wait_for_idle_kernel(base: str, token: str, timeout: float = SLOW) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kernels = json.loads(_request(f"{base}/api/kernels", token)[1])
-        if kernels and all(k.get("execution_state") == "idle" for k in kernels):
-            return
-        time.sleep(0.5)
-    pytest.fail(f"no idle kernel within {timeout} s")
 
 
 def _status_text(page) -> str:
@@ -168,9 +80,7 @@ def _wait_for_status(page, what: str, condition) -> str:
         _status_text(page)))
 
 
-# JS: the state of the run, read from the page (cell prompts, outputs).
-_PROMPTS = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-    .map(e => e.textContent)"""
+# JS: the state of the run, read from the page (outputs).
 _OUTCOME = """(want) => {
     const outputs = [...document.querySelectorAll('.jp-OutputArea-output')];
     if (outputs.some(e => e.textContent.includes(want))) return 'ok';
@@ -178,28 +88,6 @@ _OUTCOME = """(want) => {
         'application/vnd.jupyter.stderr' && e.textContent.includes('Traceback'));
     return error ? 'error: ' + error.textContent.slice(-1500) : null;
 }"""
-
-
-def _run_all_cells(page) -> None:
-    """Run all cells once the page's kernel connection is idle, and see them queued.
-
-    The server reports the kernel idle before the page has connected to it; a "Run
-    All" in that gap selects every cell and runs none. So wait for the page's own
-    kernel status, and click again only while no cell was queued (so never twice)."""
-    page.locator(".jp-StatusBar-TextItem", has_text=re.compile(r"ipykernel\) \| Idle")) \
-        .first.wait_for(timeout=SLOW * 1000)
-    prompts = page.evaluate(_PROMPTS)  # "[ ]:" until a cell is queued ("[*]:") or ran ("[1]:")
-    for attempt in range(5):
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:
-            page.wait_for_function(f"(old) => JSON.stringify(({_PROMPTS})()) !== JSON.stringify(old)",
-                                   arg=prompts, timeout=30_000)
-            return
-        except PlaywrightTimeout:
-            page.keyboard.press("Escape")  # close the menu if it is still open
-            print(f"run all, attempt {attempt + 1}: no cell queued yet", file=sys.stderr)
-    pytest.fail("Run All Cells queued no cell")
 
 
 def test_live_tuning_notebook_runs_and_reacts_to_a_slider(jupyterlab):
@@ -211,10 +99,9 @@ def test_live_tuning_notebook_runs_and_reacts_to_a_slider(jupyterlab):
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.on("console", lambda m: print("CONSOLE", m.type, m.text[:300], file=sys.stderr) if m.type == "error" else None)
             page.set_default_timeout(STEP * 1000)
-            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=SLOW * 1000)
-            _wait_for_idle_kernel(base, token)
-            _run_all_cells(page)
+            lab.open_notebook(page, base, token, NOTEBOOK)
+            lab.wait_for_idle_kernels(base, token)
+            lab.run_all_cells(page)
             outcome = page.wait_for_function(_OUTCOME, arg="dashboard running: True",
                                              timeout=SLOW * 1000).json_value()
             assert outcome == "ok", f"the notebook failed: {outcome}"

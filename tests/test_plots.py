@@ -94,11 +94,12 @@ def test_ladder_figure_rows_are_the_book_levels():
     bids, asks = _source(layout, "bid_ladder"), _source(layout, "ask_ladder")
     assert bids["qty"].tolist() == [q for _, q, _ in book.get_bids(6)]
     assert asks["orders"].tolist() == [c for _, _, c in book.get_asks(6)]
-    # one shared price axis, highest price on top
+    # one shared price axis, highest price on top (a categorical axis draws its first
+    # factor at the bottom, so the factors ascend)
     bid_fig, ask_fig = layout.children
     factors = ask_fig.y_range.factors
     assert bid_fig.y_range is ask_fig.y_range
-    assert [float(f) for f in factors] == sorted((float(f) for f in factors), reverse=True)
+    assert [float(f) for f in factors] == sorted(float(f) for f in factors)
     assert set(factors) == set(bids["label"]) | set(asks["label"])
 
 

@@ -68,6 +68,7 @@ def bars(n=5, start=100.0):
         "ts": pl.Series(ts, dtype=pl.Datetime("ns", "UTC")), "open": close, "high": close + 1,
         "low": close - 1, "close": close, "adj_close": close, "volume": np.arange(n, dtype=np.int64),
         "dividends": np.zeros(n), "splits": np.zeros(n), "tz": ["America/New_York"] * n,
+        "currency": ["USD"] * n, "repaired": [False] * n,
     }).cast(yahoo.CHUNK_SCHEMA)
 
 
@@ -79,7 +80,7 @@ def test_values_are_arrow_ipc_under_versioned_keys(url, raw, tmp_path):
 
     store = RedisStore(url, tmp_path / "a")
     frame = bars()
-    store.put(KEY, frame, fetched_at=1_700_000_000.5)
+    store.put(KEY, frame, fetched_at=1_700_000_000.5, version=yahoo.CHUNK_VERSION)
     rkey = f"wb:v{FORMAT_VERSION}:md:yahoo:1d:EURUSD%3DX:2020-01-01"
     assert raw.keys("*") == [rkey.encode()]
     value = raw.hgetall(rkey)
@@ -104,7 +105,7 @@ def test_expiry_is_the_parquet_cache_freshness_rule(url, raw, tmp_path):
     assert settled is None and yahoo._chunk_is_fresh(fetched, rule, date(2020, 11, 20),
                                                      NOW + timedelta(days=900))
     store = RedisStore(url, tmp_path)
-    store.put(KEY, bars(), expires_at=time.time() + 30)
+    store.put(KEY, bars(), expires_at=time.time() + 30, version=yahoo.CHUNK_VERSION)
     assert 0 < raw.pttl(RedisStore.key(KEY)) <= 30_000
     store.put(("yahoo", "1d", "OLD", "2020-01-01"), bars(), expires_at=time.time() - 1)
     assert not raw.exists(RedisStore.key(("yahoo", "1d", "OLD", "2020-01-01")))  # stale: not shared
@@ -113,7 +114,7 @@ def test_expiry_is_the_parquet_cache_freshness_rule(url, raw, tmp_path):
 
 def test_an_invalid_entry_is_quarantined_and_counts_as_missing(url, raw, tmp_path):
     store = RedisStore(url, tmp_path)
-    store.put(KEY, bars())
+    store.put(KEY, bars(), version=yahoo.CHUNK_VERSION)
     rkey = RedisStore.key(KEY)
     broken = bars().with_columns(pl.lit(-1.0).alias("close"))
     buf = io.BytesIO()
@@ -133,8 +134,10 @@ def test_a_lab_shares_one_cache(url, tmp_path):
     session = recorded_session(shared_path("yahoo_chart"))
     first = load_bars(["AAPL", "EURUSD=X"], "2020-01-01", "2020-01-04", cache_dir=tmp_path / "a",
                       session=session, now=NOW, store=url)
-    asked = [u for u in session.log if "/v8/finance/chart/" in u]
-    assert first.height > 0 and asked
+    # (yfinance may answer from its own in-process memory when another test fetched the
+    # same chunks first; what matters is that kernel A's chunks are now in Redis)
+    shared = redis.Redis.from_url(url).keys("wb:v1:md:yahoo:*")
+    assert first.height > 0 and len(shared) >= 2
     # another kernel: empty local cache, offline; every chunk comes from Redis
     second = load_bars(["AAPL", "EURUSD=X"], "2020-01-01", "2020-01-04", cache_dir=tmp_path / "b",
                        offline=True, now=NOW, store=url)
@@ -175,11 +178,12 @@ def test_redis_down_one_warning_nothing_lost_then_reconnect(tmp_path):
     port = srv.port
     link = RedisLink(srv.url, retry_s=0.05, connect_timeout_s=0.2)
     store = RedisStore(srv.url, tmp_path, link=link)
-    store.put(KEY, bars(3))
+    store.put(KEY, bars(3), version=yahoo.CHUNK_VERSION)
     srv.stop()
     with pytest.warns(RedisUnavailableWarning) as caught:
-        store.put(("yahoo", "1d", "AAA", "2020-01-01"), bars(4))
-        store.put(("yahoo", "1d", "BBB", "2020-01-01"), bars(5), expires_at=time.time() + 3600)
+        store.put(("yahoo", "1d", "AAA", "2020-01-01"), bars(4), version=yahoo.CHUNK_VERSION)
+        store.put(("yahoo", "1d", "BBB", "2020-01-01"), bars(5), expires_at=time.time() + 3600,
+                  version=yahoo.CHUNK_VERSION)
         assert store.get(("yahoo", "1d", "AAA", "2020-01-01"), CHUNK_RULES).frame.equals(bars(4))
         assert store.get(KEY, CHUNK_RULES).source == "parquet"  # written before the outage
         time.sleep(0.06)

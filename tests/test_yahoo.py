@@ -2,12 +2,22 @@
 
 yfinance itself runs: it gets a ``requests`` session whose transport answers from
 ``../shared/data/yahoo_chart`` (``recorded_session``), so URL building, JSON parsing,
-time zones and actions are yfinance's real code paths. No test touches the network.
+time zones, actions and price repair are yfinance's real code paths. No test touches the
+network.
+
+Cases the recorded set lacks are written in the same format under
+``tests/data/yahoo_chart`` (constructed, not recordings; each file's ``note`` says so):
+a London listing quoted in pence with one day in pounds (the 100x mix-up yfinance's
+repair fixes and marks), a Johannesburg listing in cents with one price 100x off (fixed
+crudely, unmarked by yfinance), and Bitcoin over a weekend.
 """
 from __future__ import annotations
 
+import json
 import os
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import polars as pl
@@ -15,16 +25,29 @@ import pytest
 
 from tests.conftest import shared_path
 from workbench.data import yahoo
-from workbench.data.cache import ParquetCache
-from workbench.data.bars import BAR_SCHEMA
-from workbench.data.yahoo import MissingDataError, load_bars, recorded_session
+from workbench.data.cache import VERSION_KEY, ParquetCache
+from workbench.data.yahoo import YAHOO_BAR_SCHEMA, MissingDataError, load_bars, recorded_session
 
 NOW = datetime(2020, 12, 1, tzinfo=timezone.utc)
+CONSTRUCTED = Path(__file__).parent / "data" / "yahoo_chart"   # our own files, always present
 
 
 @pytest.fixture
 def session():
     return recorded_session(shared_path("yahoo_chart"))
+
+
+@pytest.fixture
+def constructed():
+    return recorded_session(CONSTRUCTED)
+
+
+def chart_meta_and_rows(path: Path):
+    """A recorded response read without yfinance: (meta, [(timestamp, close, adjclose)])."""
+    result = json.loads(path.read_text())["response"]["bodyJson"]["chart"]["result"][0]
+    quote = result["indicators"]["quote"][0]
+    adj = result["indicators"]["adjclose"][0]["adjclose"]
+    return result["meta"], list(zip(result.get("timestamp") or [], quote["close"], adj))
 
 
 @pytest.fixture
@@ -46,7 +69,7 @@ def test_aapl_split_raw_versus_adjusted(session, cache_dir):
     adj = load_bars("AAPL", "2020-01-01", "2020-11-07", cache_dir=cache_dir, session=session, now=NOW)
     raw = load_bars("AAPL", "2020-01-01", "2020-11-07", adjusted=False, cache_dir=cache_dir,
                     session=session, now=NOW)
-    assert adj.schema == pl.Schema(BAR_SCHEMA) and raw.schema == pl.Schema(BAR_SCHEMA)
+    assert adj.schema == pl.Schema(YAHOO_BAR_SCHEMA) and raw.schema == pl.Schema(YAHOO_BAR_SCHEMA)
     assert adj.height == raw.height == 1 + 49  # 2 Jan, then 31 Aug .. 6 Nov
     before, after = row(raw, date(2020, 1, 2)), row(raw, date(2020, 8, 31))
     # Yahoo reports 2 Jan 2020 split-adjusted (75.0875); as traded it was 4x that
@@ -62,13 +85,26 @@ def test_aapl_split_raw_versus_adjusted(session, cache_dir):
     ratio5 = nov5["adj_close"] / nov5["close"]
     ratio6 = nov6["adj_close"] / nov6["close"]
     assert ratio5 / ratio6 == pytest.approx(1 - 0.205 / nov5["close"], rel=1e-4)
+    # yfinance's repair (on by default) checks the split and the dividend adjustment and
+    # leaves Yahoo's correct values alone: the same bars as with repair off, none marked
+    for frame, adjusted in ((adj, True), (raw, False)):
+        unrepaired = load_bars("AAPL", "2020-01-01", "2020-11-07", adjusted=adjusted, repair=False,
+                               cache_dir=cache_dir, session=session, now=NOW)
+        assert not frame["repaired"].any() and not unrepaired["repaired"].any()
+        assert frame.equals(unrepaired)
+    assert set(adj["currency"]) == {"USD"} and set(adj["exchange_tz"]) == {"America/New_York"}
+    # New York sessions: the bar of 2 Jan opens at local midnight (05:00 UTC in winter,
+    # 04:00 in summer), and its session date is the New York date
+    assert adj["session_date"].to_list() == [
+        t.astimezone(ZoneInfo("America/New_York")).date() for t in adj["ts"].to_list()]
+    assert adj["session_date"][0] == date(2020, 1, 2) and adj["session_date"][-1] == date(2020, 11, 6)
 
 
 def test_weekend_is_empty_and_the_empty_chunk_is_cached(session, cache_dir):
     now = datetime(2025, 2, 10, tzinfo=timezone.utc)
     frame = load_bars("AAPL", "2025-02-01", "2025-02-03", interval="1m", cache_dir=cache_dir,
                       session=session, now=now)
-    assert frame.is_empty() and frame.schema == pl.Schema(BAR_SCHEMA)
+    assert frame.is_empty() and frame.schema == pl.Schema(YAHOO_BAR_SCHEMA)
     assert any("interval=1m" in u for u in chart_requests(session))
     again = load_bars("AAPL", "2025-02-01", "2025-02-03", interval="1m", cache_dir=cache_dir,
                       offline=True, now=now)
@@ -91,6 +127,40 @@ def test_fx_and_non_us_listings_keep_their_exchange_day(session, cache_dir):
     assert wskt["close"] == pytest.approx(wskt["adj_close"])  # adjusted: close is adj_close
     cached = {p.parent.name for p in (cache_dir / "yahoo" / "1d").rglob("*.parquet")}
     assert "EURUSD%3DX" in cached and "GC%3DF" in cached
+
+
+# the recorded non-US listings, FX and a future: (symbol, its file under yahoo_chart)
+LISTINGS = [(s, f"chart-{s}-2020-01-01-to-2020-01-03.json")
+            for s in ("AZT.OL", "ORSTED.CO", "WSKT.JK", "0P000071W8.TO", "EURUSD=X", "GC=F")]
+
+
+def test_session_date_currency_and_zone_come_from_the_exchange(session, cache_dir):
+    frame = load_bars([s for s, _ in LISTINGS], "2020-01-01", "2020-01-04", cache_dir=cache_dir,
+                      session=session, now=NOW)
+    assert frame.schema == pl.Schema(YAHOO_BAR_SCHEMA)
+    for symbol, name in LISTINGS:
+        meta, rows = chart_meta_and_rows(shared_path("yahoo_chart", name))
+        zone = ZoneInfo(meta["exchangeTimezoneName"])
+        mine = frame.filter(pl.col("symbol") == symbol)
+        # independent of yfinance: Yahoo stamps a daily bar with a time inside its session;
+        # that instant's date on the exchange's clock is the trading date
+        expected = [datetime.fromtimestamp(t, zone).date() for t, _, _ in rows]
+        assert mine["session_date"].to_list() == expected, symbol
+        assert mine["adj_close"].to_list() == pytest.approx([a for _, _, a in rows]), symbol
+        assert set(mine["exchange_tz"]) == {meta["exchangeTimezoneName"]}
+        assert set(mine["currency"]) == {meta["currency"]} and not mine["minor_unit"].any()
+        assert not mine["repaired"].any()
+    got = {r["symbol"]: (r["currency"], r["exchange_tz"]) for r in frame.iter_rows(named=True)}
+    assert got == {"AZT.OL": ("NOK", "Europe/Oslo"), "ORSTED.CO": ("DKK", "Europe/Copenhagen"),
+                   "WSKT.JK": ("IDR", "Asia/Jakarta"), "0P000071W8.TO": ("CAD", "America/Toronto"),
+                   "EURUSD=X": ("USD", "Europe/London"), "GC=F": ("USD", "America/New_York")}
+    # the trap the column removes: east of London the session's bar is stamped on the
+    # previous UTC day, so grouping by the UTC date puts 2 Jan on 1 Jan
+    for symbol in ("AZT.OL", "ORSTED.CO", "WSKT.JK"):
+        row = frame.filter(pl.col("symbol") == symbol).row(0, named=True)
+        assert row["session_date"] == date(2020, 1, 2) and row["ts"].date() == date(2020, 1, 1)
+    by_day = frame.group_by("session_date").agg(pl.col("symbol").n_unique()).sort("session_date")
+    assert by_day.rows() == [(date(2020, 1, 1), 1), (date(2020, 1, 2), 6), (date(2020, 1, 3), 1)]
 
 
 def test_cached_data_is_served_offline_without_requests(session, cache_dir):
@@ -218,7 +288,8 @@ def test_invalid_chunk_is_reported_quarantined_and_refetched(name, spoil, reason
     if spoil is None:
         path.write_bytes(b"PAR1\x00 not parquet at all")
     else:
-        spoil(pl.read_parquet(path)).write_parquet(path)  # right place, no row-count note
+        # right place and format version, no row-count note
+        spoil(pl.read_parquet(path)).write_parquet(path, metadata={VERSION_KEY: str(yahoo.CHUNK_VERSION)})
     bad_bytes = path.read_bytes()
 
     # data info reads only: the file is marked invalid with its reason, and left in place
@@ -273,11 +344,11 @@ def test_an_empty_result_cached_on_purpose_stays_valid(session, cache_dir):
 
 
 def test_invalid_fresh_bars_are_refused_and_not_cached(cache_dir, monkeypatch):
-    def fetch(symbol, interval, a, b, session, yf_cache):
+    def fetch(symbol, interval, a, b, session, yf_cache, repair):
         frame = pl.DataFrame({"ts": [datetime(2020, 1, 2, 5, tzinfo=timezone.utc)], "open": [1.0],
                               "high": [1.0], "low": [float("nan")], "close": [1.0], "adj_close": [1.0],
                               "volume": [10], "dividends": [0.0], "splits": [0.0],
-                              "tz": ["America/New_York"]})
+                              "tz": ["America/New_York"], "currency": ["USD"], "repaired": [False]})
         return frame.cast(yahoo.CHUNK_SCHEMA)
 
     monkeypatch.setattr(yahoo, "_fetch_chunk", fetch)
@@ -332,6 +403,8 @@ def test_intraday_lookback_limit_and_chunking():
     (dict(symbols="AAPL", start="2020-02-01", end="2020-01-01"), "end"),
     (dict(symbols="AAPL", start="yesterday", end="2020-01-01"), "start"),
     (dict(symbols="AAPL", start="2020-01-01", end="2020-02-01", fallback="zeros"), "fallback"),
+    (dict(symbols="AAPL", start="2020-01-01", end="2020-02-01", repair="yes"), "repair"),
+    (dict(symbols="AAPL", start="2020-01-01", end="2020-02-01", major_units=1), "major_units"),
 ])
 def test_bad_arguments_are_named(kwargs, field, cache_dir):
     with pytest.raises(ValueError, match=field):
@@ -347,8 +420,9 @@ def test_yfinance_history_frames_convert_with_time_zones(name, first_utc, zone_r
 
     csv = pd.read_csv(shared_path("yfinance_history", name), index_col=0)
     csv.index = pd.to_datetime(csv.index, utc=True).tz_convert(zone_rows)
-    frame = yahoo.from_yfinance_frame(csv, name)
+    frame = yahoo.from_yfinance_frame(csv, name, currency="USD")
     assert frame.schema == pl.Schema(yahoo.CHUNK_SCHEMA)
+    assert set(frame["currency"]) == {"USD"} and not frame["repaired"].any()  # no Repaired? column
     assert frame.height == len(csv)
     assert frame["ts"][0].isoformat() == first_utc
     assert frame["tz"][0] == zone_rows
@@ -367,8 +441,228 @@ def test_futures_may_trade_below_zero_but_stocks_may_not():
     ts = pl.Series("ts", [datetime(2020, 4, 20, tzinfo=timezone.utc)]).cast(pl.Datetime("ns", "UTC"))
     row = pl.DataFrame({"ts": ts, "open": [17.73], "high": [17.85], "low": [-40.32], "close": [-37.63],
                         "adj_close": [-37.63], "volume": [247_947], "dividends": [0.0], "splits": [0.0],
-                        "tz": ["America/New_York"]}).cast(yahoo.CHUNK_SCHEMA)
+                        "tz": ["America/New_York"], "currency": ["USD"], "repaired": [False]}
+                       ).cast(yahoo.CHUNK_SCHEMA)
     assert yahoo.chunk_rules("CL=F").check(row) is None
     assert "not finite and > 0" in yahoo.chunk_rules("AAPL").check(row)
     nan = row.with_columns(pl.lit(float("nan")).alias("close"))
     assert "not finite" in yahoo.chunk_rules("CL=F").check(nan)
+
+
+# ------------------------------------------------------- minor units, price repair, crypto
+LONDON = CONSTRUCTED / "chart-WBGBP.L-2023-07-31-to-2023-08-12.json"
+BITCOIN = CONSTRUCTED / "chart-BTC-USD-2023-08-03-to-2023-08-09.json"
+LATER = datetime(2024, 12, 1, tzinfo=timezone.utc)
+
+
+def test_a_pence_listing_is_flagged_repaired_and_converted_on_request(constructed, cache_dir):
+    meta, rows = chart_meta_and_rows(LONDON)
+    assert meta["currency"] == "GBp"
+    sent = pl.DataFrame({"session_date": [datetime.fromtimestamp(t, ZoneInfo("Europe/London")).date()
+                                          for t, _, _ in rows], "sent": [c for _, c, _ in rows]})
+    # the constructed day: every price of 7 Aug is 1/100 of its neighbours (pounds)
+    bad = date(2023, 8, 7)
+    median = sent["sent"].median()
+    assert sent.filter(pl.col("sent") < median / 50)["session_date"].to_list() == [bad]
+
+    kwargs = dict(cache_dir=cache_dir, session=constructed, now=LATER)
+    repaired = load_bars("WBGBP.L", "2023-07-31", "2023-08-12", **kwargs)
+    as_sent = load_bars("WBGBP.L", "2023-07-31", "2023-08-12", repair=False, **kwargs)
+    major = load_bars("WBGBP.L", "2023-07-31", "2023-08-12", major_units=True, **kwargs)
+    for frame in (repaired, as_sent):
+        assert frame.schema == pl.Schema(YAHOO_BAR_SCHEMA)
+        assert set(frame["currency"]) == {"GBp"} and frame["minor_unit"].all()
+        assert set(frame["exchange_tz"]) == {"Europe/London"}
+        # BST: the session of Friday 4 Aug 2023 opens at 2023-08-03 23:00 UTC
+        assert frame["session_date"].to_list() == sent["session_date"].to_list()
+        friday = frame.filter(pl.col("session_date") == date(2023, 8, 4)).row(0, named=True)
+        assert friday["ts"] == datetime(2023, 8, 3, 23, tzinfo=timezone.utc)
+    # repair off: Yahoo's values as sent, the pound day included, nothing marked
+    assert as_sent["close"].to_list() == pytest.approx(sent["sent"].to_list())
+    assert not as_sent["repaired"].any()
+    # repair on: that one day is scaled back to pence and marked; the rest untouched
+    joined = repaired.join(sent, on="session_date")
+    expected = pl.when(pl.col("session_date") == bad).then(pl.col("sent") * 100).otherwise(pl.col("sent"))
+    assert joined["close"].to_list() == pytest.approx(joined.select(expected).to_series().to_list())
+    assert repaired.filter(pl.col("repaired"))["session_date"].to_list() == [bad]
+    day = repaired.filter(pl.col("session_date") == bad).row(0, named=True)
+    assert day["low"] <= min(day["open"], day["close"]) <= max(day["open"], day["close"]) <= day["high"]
+    assert day["high"] == pytest.approx(100 * as_sent.filter(pl.col("session_date") == bad)["high"][0])
+    # major units: pounds, GBP, no longer flagged; volume as it was
+    assert set(major["currency"]) == {"GBP"} and not major["minor_unit"].any()
+    for col in ("open", "high", "low", "close", "adj_close"):
+        assert major[col].to_list() == pytest.approx((repaired[col] / 100).to_list())
+    assert major["volume"].equals(repaired["volume"]) and major["repaired"].equals(repaired["repaired"])
+    # with a GBP-priced series the converted one is in the same unit: no 100x on mixing
+    assert 1.0 < major["close"].mean() < 2.0 and 100 < repaired["close"].mean() < 200
+    # repaired and as-sent chunks are cached apart, each with the current format version
+    for source in ("yahoo", "yahoo-unrepaired"):
+        path = ParquetCache(cache_dir).path(source, "1d", "WBGBP.L", "2023-01-01")
+        assert pl.read_parquet_metadata(path)[VERSION_KEY] == str(yahoo.CHUNK_VERSION)
+    n = len(constructed.log)
+    offline = load_bars("WBGBP.L", "2023-07-31", "2023-08-12", offline=True, major_units=True,
+                        cache_dir=cache_dir, now=LATER)
+    assert offline.equals(major) and len(constructed.log) == n
+
+
+@pytest.mark.parametrize("code, major, per_major", [
+    ("GBp", "GBP", 100), ("GBX", "GBP", 100), ("ILA", "ILS", 100), ("ZAc", "ZAR", 100),
+    ("KWF", "KWD", 1000), ("USX", "USD", 100), ("USD", "USD", 1), ("", None, 1)])
+def test_minor_unit_table(code, major, per_major):
+    chunk = pl.DataFrame({"ts": [datetime(2023, 8, 4, 7, tzinfo=timezone.utc)], "open": [250.0],
+                          "high": [260.0], "low": [240.0], "close": [255.0], "adj_close": [250.0],
+                          "volume": [7], "dividends": [0.0], "splits": [0.0], "tz": ["Europe/London"],
+                          "currency": [code], "repaired": [False]}).cast(yahoo.CHUNK_SCHEMA)
+    kept = yahoo._session_columns(chunk, major_units=False).row(0, named=True)
+    assert kept["minor_unit"] is (per_major != 1) and kept["currency"] == (code or None)
+    converted = yahoo._session_columns(chunk, major_units=True).row(0, named=True)
+    assert converted["currency"] == major and converted["minor_unit"] is False
+    assert converted["close"] == pytest.approx(255.0 / per_major)
+    assert converted["adj_close"] == pytest.approx(250.0 / per_major) and converted["volume"] == 7
+
+
+def test_crypto_sessions_include_the_weekend(constructed, cache_dir):
+    meta, rows = chart_meta_and_rows(BITCOIN)
+    frame = load_bars("BTC-USD", "2023-08-03", "2023-08-09", cache_dir=cache_dir, session=constructed,
+                      now=LATER)
+    zone = ZoneInfo(meta["exchangeTimezoneName"])
+    assert meta["exchangeTimezoneName"] == "UTC"
+    expected = [datetime.fromtimestamp(t, zone).date() for t, _, _ in rows]
+    assert frame["session_date"].to_list() == expected == [date(2023, 8, d) for d in range(3, 9)]
+    assert {d.weekday() for d in frame["session_date"]} >= {5, 6}   # Saturday and Sunday
+    assert frame["close"].to_list() == pytest.approx([c for _, c, _ in rows])
+    assert set(frame["currency"]) == {"USD"} and set(frame["exchange_tz"]) == {"UTC"}
+    assert not frame["repaired"].any() and not frame["minor_unit"].any()
+    weekend = load_bars("BTC-USD", "2023-08-05", "2023-08-07", cache_dir=cache_dir, offline=True, now=LATER)
+    assert weekend["session_date"].to_list() == [date(2023, 8, 5), date(2023, 8, 6)]
+    # the synthetic stand-in knows no weekend sessions: it is not a substitute for crypto
+    with pytest.warns(UserWarning, match="synthetic"):
+        fake = load_bars("NOPE-USD", "2023-08-05", "2023-08-07", cache_dir=cache_dir, offline=True,
+                         fallback="synthetic", now=LATER)
+    assert fake.is_empty() and fake.schema == pl.Schema(YAHOO_BAR_SCHEMA)
+
+
+# ------------------------------------------------------------ cache format versions
+def write_format_1(path: Path):
+    """Rewrite a cached chunk as the previous workbench wrote it: no currency, no
+    repaired column, no format version (only the row count)."""
+    old = pl.read_parquet(path).drop("currency", "repaired")
+    old.write_parquet(path, metadata={"workbench.rows": str(old.height)})
+    return path.read_bytes()
+
+
+def test_a_chunk_from_an_older_workbench_is_refetched_never_served(session, cache_dir, capsys):
+    from workbench.cli import main
+
+    good = load_bars("AMZN", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
+    path = ParquetCache(cache_dir).path("yahoo", "1d", "AMZN", "2020-01-01")
+    old_bytes = write_format_1(path)
+    info = yahoo.cache_info(cache_dir).row(0, named=True)
+    assert info["status"] == "outdated" and "format 1" in info["problem"]
+    assert "no currency" in info["problem"]
+    # offline: not served (it lacks the currency), not quarantined (it is not corrupt)
+    with pytest.raises(MissingDataError, match="AMZN 1d 2020-01-01..2021-01-01.*another workbench") as e:
+        load_bars("AMZN", "2020-01-01", "2020-01-04", cache_dir=cache_dir, offline=True, now=NOW)
+    assert e.value.outdated == [path] and e.value.quarantined == []
+    assert path.read_bytes() == old_bytes and not (cache_dir / "quarantine").exists()
+    # the synthetic fallback stands in for it (with its warning) rather than serve it
+    with pytest.warns(UserWarning, match="synthetic"):
+        fake = load_bars("AMZN", "2020-01-01", "2020-01-04", cache_dir=cache_dir, offline=True,
+                         now=NOW, fallback="synthetic")
+    assert fake["currency"].null_count() == fake.height and not fake.equals(good)
+    assert main(["data", "info", "--cache-dir", str(cache_dir)]) == 0
+    assert "AMZN" in capsys.readouterr().out
+    # online: refetched and rewritten in the current format
+    again = load_bars("AMZN", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session, now=NOW)
+    assert again.equals(good) and again["currency"].to_list() == ["USD"]
+    assert pl.read_parquet_metadata(path)[VERSION_KEY] == str(yahoo.CHUNK_VERSION)
+    assert yahoo.cache_info(cache_dir)["status"].to_list() == ["ok"]
+
+
+def test_redis_entries_carry_the_format_version_too(session, cache_dir, tmp_path):
+    pytest.importorskip("redis", reason="needs the redis client (the [redis] or dev extra)")
+    from workbench.store.redis import RedisStore
+    from workbench.store.server import start_redis_server
+
+    server, why = start_redis_server()
+    if server is None:
+        pytest.skip(f"no Redis server could be started: {why}")
+    try:
+        key = ("yahoo", "1d", "QQQ", "2020-01-01")
+        first = load_bars("QQQ", "2020-01-01", "2020-01-04", cache_dir=cache_dir, session=session,
+                          now=NOW, store=server.url)
+        store = RedisStore(server.url, tmp_path / "other")
+        client = store.link.client
+        rkey = store.key(key)
+        assert client.hget(rkey, "version") == str(yahoo.CHUNK_VERSION).encode()
+        assert store.get(key, yahoo.CHUNK_RULES).source == "redis"
+        # an entry as the previous workbench wrote it: the old columns, no version field
+        old = store.get(key, yahoo.CHUNK_RULES).frame.drop("currency", "repaired")
+        store.put(key, old)   # (no version: format 1, like the old writer)
+        assert client.hget(rkey, "version") is None
+        other = RedisStore(server.url, tmp_path / "third")
+        assert other.get(key, yahoo.CHUNK_RULES) is None     # not served, from Redis or locally
+        assert other.outdated == [rkey] and other.quarantined == [] and client.exists(rkey)
+        with pytest.raises(MissingDataError, match="1 cached chunk.*another cache format"):
+            load_bars("QQQ", "2020-01-01", "2020-01-04", cache_dir=tmp_path / "third", offline=True,
+                      now=NOW, store=other)
+        # online, the refetch overwrites it in the current format for every kernel
+        again = load_bars("QQQ", "2020-01-01", "2020-01-04", cache_dir=tmp_path / "fourth",
+                          session=session, now=NOW, store=server.url)
+        assert again.equals(first)
+        assert client.hget(rkey, "version") == str(yahoo.CHUNK_VERSION).encode()
+    finally:
+        server.stop()
+
+
+def test_rules_migrate_what_can_be_derived_and_refuse_the_rest(tmp_path):
+    from workbench.data.cache import Outdated, Rules
+
+    def migrate(frame, version):  # format 1 lacked "double", which is derivable
+        if version == 1:
+            return frame.with_columns((pl.col("x") * 2).alias("double"))
+        return "unknown format"
+
+    rules = Rules({"x": pl.Int64, "double": pl.Int64}, increasing="x", version=2, migrate=migrate)
+    cache = ParquetCache(tmp_path)
+    old = cache.write(cache.path("src", "a"), pl.DataFrame({"x": [1, 2]}))            # format 1
+    assert cache.read(old, rules)["double"].to_list() == [2, 4]
+    new = cache.write(cache.path("src", "b"), pl.DataFrame({"x": [1], "double": [2]}), version=2)
+    assert cache.read(new, rules).rows() == [(1, 2)]
+    future = cache.write(cache.path("src", "c"), pl.DataFrame({"x": [1]}), version=3)
+    assert cache.read(future, rules) is None and cache.outdated == [future]
+    assert future.exists() and cache.quarantined == []
+    _, problem = cache.validate(future, rules)
+    assert isinstance(problem, Outdated) and "format 3" in problem
+    # a migrated frame is still checked: a bad one is invalid (quarantined), not outdated
+    bad = cache.write(cache.path("src", "d"), pl.DataFrame({"x": [2, 1]}))
+    assert cache.read(bad, rules) is None and len(cache.quarantined) == 1
+
+
+def test_every_row_the_repair_changed_is_marked(constructed, cache_dir):
+    """yfinance fixes a lone price 100x off crudely and leaves its own ``Repaired?`` unset
+    there: ``repaired`` compares each row with the response as sent."""
+    meta, _ = chart_meta_and_rows(CONSTRUCTED / "chart-WBZAC.JO-2023-07-31-to-2023-08-12.json")
+    result = json.loads((CONSTRUCTED / "chart-WBZAC.JO-2023-07-31-to-2023-08-12.json").read_text())
+    quote = result["response"]["bodyJson"]["chart"]["result"][0]["indicators"]["quote"][0]
+    kwargs = dict(cache_dir=cache_dir, session=constructed, now=LATER)
+    fixed = load_bars("WBZAC.JO", "2023-07-31", "2023-08-12", **kwargs)
+    as_sent = load_bars("WBZAC.JO", "2023-07-31", "2023-08-12", repair=False, **kwargs)
+    assert as_sent["high"].to_list() == pytest.approx(quote["high"]) and not as_sent["repaired"].any()
+    # the constructed fault: one high 100x its neighbours' (Wednesday 2 Aug)
+    spike = date(2023, 8, 2)
+    assert as_sent.filter(pl.col("high") > 50 * pl.col("close").median())["session_date"].to_list() == [spike]
+    assert fixed.filter(pl.col("repaired"))["session_date"].to_list() == [spike]
+    day = fixed.filter(pl.col("session_date") == spike).row(0, named=True)
+    assert max(day["open"], day["close"]) <= day["high"] < 2 * day["close"]
+    for col in ("open", "low", "close", "volume"):
+        assert fixed[col].equals(as_sent[col])
+    untouched = fixed.filter(pl.col("session_date") != spike)
+    assert untouched["high"].equals(as_sent.filter(pl.col("session_date") != spike)["high"])
+    # Johannesburg, quoted in cents: flagged, and rand on request
+    assert set(fixed["currency"]) == {meta["currency"]} == {"ZAc"} and fixed["minor_unit"].all()
+    assert fixed["session_date"].to_list() == [
+        t.astimezone(ZoneInfo("Africa/Johannesburg")).date() for t in fixed["ts"].to_list()]
+    rand = load_bars("WBZAC.JO", "2023-07-31", "2023-08-12", major_units=True, **kwargs)
+    assert set(rand["currency"]) == {"ZAR"} and rand["close"].to_list() == pytest.approx(
+        (fixed["close"] / 100).to_list())

@@ -31,6 +31,17 @@ class _Parseable(IntEnum):
         choices = ", ".join(m.name for m in cls)
         raise ValueError(f"{field or cls.__name__.lower()}={value!r} is not one of {choices}")
 
+    @classmethod
+    def name_expr(cls, column: str):
+        """A polars expression: the integer codes of ``column`` as member names, for
+        tables people read (``frame.with_columns(RejectReason.name_expr("reason"))``).
+        A code that is no member shows as its number."""
+        import polars as pl
+
+        return pl.col(column).replace_strict({int(m): m.name for m in cls},
+                                             default=pl.col(column).cast(pl.Utf8),
+                                             return_dtype=pl.Utf8)
+
 
 class Side(_Parseable):
     BUY = R.BUY
@@ -86,6 +97,7 @@ class RejectReason(_Parseable):
     INVALID_ID = R.R_INVALID_ID
     QTY_TOO_LARGE = R.R_QTY_TOO_LARGE
     PRICE_TOO_LARGE = R.R_PRICE_TOO_LARGE
+    POST_ONLY_WOULD_TAKE = R.R_POST_ONLY_WOULD_TAKE
 
 
 assert len(RejectReason) == R.N_REJECT_REASONS

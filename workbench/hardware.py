@@ -19,7 +19,8 @@ from typing import Any
 __all__ = [
     "Probe", "cpu_model", "logical_cores", "physical_cores", "caches", "numa_nodes",
     "isolated_cores", "huge_pages", "transparent_huge_pages", "governor", "invariant_tsc",
-    "get_affinity", "set_affinity", "probes", "report",
+    "get_affinity", "set_affinity", "probes", "report", "numa_topology", "current_cpu",
+    "parse_cpu_list",
 ]
 
 
@@ -42,7 +43,8 @@ def _read(root: str, path: str) -> tuple[str | None, str]:
     try:
         return full.read_text(), ""
     except FileNotFoundError:
-        return None, f"{path} does not exist here (container/VM, or feature absent)"
+        return None, (f"unavailable on this platform: {path} does not exist (not Linux, a "
+                      "container or VM that hides it, or the feature is absent)")
     except PermissionError:
         return None, f"{path} is not readable by this user"
     except OSError as exc:
@@ -93,7 +95,7 @@ def caches(root: str = "", cpu: int = 0) -> Probe:
     base = f"/sys/devices/system/cpu/cpu{cpu}/cache"
     directory = Path(root + base)
     if not directory.is_dir():
-        return Probe("caches", None, f"{base} does not exist here", base)
+        return Probe("caches", None, f"unavailable on this platform: {base} does not exist", base)
     found = []
     for index in sorted(directory.glob("index*")):
         def field(name):
@@ -111,11 +113,61 @@ def numa_nodes(root: str = "") -> Probe:
     base = "/sys/devices/system/node"
     directory = Path(root + base)
     if not directory.is_dir():
-        return Probe("numa_nodes", None, f"{base} does not exist (kernel without NUMA support or hidden)", base)
+        return Probe("numa_nodes", None, f"unavailable on this platform: {base} does not exist "
+                     "(not Linux, a kernel without NUMA support, or hidden)", base)
     nodes = sorted(p.name for p in directory.glob("node[0-9]*"))
     if not nodes:
         return Probe("numa_nodes", None, f"{base} lists no nodes", base)
     return Probe("numa_nodes", len(nodes), source=base)
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``"0-3,8,10-11"`` (the kernel's cpulist format) -> ``[0, 1, 2, 3, 8, 10, 11]``."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def numa_topology(root: str = "") -> Probe:
+    """Per NUMA node: its CPUs, its memory (total and free, kB) and its distances to every
+    node (10 = local; the ACPI SLIT's relative cost, e.g. 21 = 2.1x a local access)."""
+    base = "/sys/devices/system/node"
+    directory = Path(root + base)
+    if not directory.is_dir():
+        return Probe("numa_topology", None,
+                     f"unavailable on this platform: {base} does not exist (not Linux, or a "
+                     "kernel without NUMA support)", base)
+    nodes = []
+    for node in sorted(directory.glob("node[0-9]*"), key=lambda p: int(p.name[4:])):
+        cpulist, _ = _read(root, f"{base}/{node.name}/cpulist")
+        meminfo, _ = _read(root, f"{base}/{node.name}/meminfo")
+        distance, _ = _read(root, f"{base}/{node.name}/distance")
+        mem = dict(re.findall(r"Node \d+ (MemTotal|MemFree):\s+(\d+) kB", meminfo or ""))
+        nodes.append({"node": int(node.name[4:]),
+                      "cpus": parse_cpu_list(cpulist) if cpulist else None,
+                      "mem_total_kb": int(mem["MemTotal"]) if "MemTotal" in mem else None,
+                      "mem_free_kb": int(mem["MemFree"]) if "MemFree" in mem else None,
+                      "distances": [int(d) for d in distance.split()] if distance else None})
+    if not nodes:
+        return Probe("numa_topology", None, f"{base} lists no nodes", base)
+    return Probe("numa_topology", nodes, source=base)
+
+
+def current_cpu(root: str = "") -> Probe:
+    """The CPU this process last ran on (field 39 of /proc/self/stat)."""
+    text, reason = _read(root, "/proc/self/stat")
+    if text is None:
+        return Probe("current_cpu", None, reason, "/proc/self/stat")
+    fields = text[text.rfind(")") + 2:].split()   # after the command name, which may hold spaces
+    try:
+        return Probe("current_cpu", int(fields[36]), source="/proc/self/stat")
+    except (IndexError, ValueError):
+        return Probe("current_cpu", None, "/proc/self/stat has no processor field",
+                     "/proc/self/stat")
 
 
 def isolated_cores(root: str = "") -> Probe:
@@ -172,7 +224,7 @@ def invariant_tsc(root: str = "") -> Probe:
 def get_affinity(pid: int = 0) -> Probe:
     """CPUs this process (or ``pid``) may run on."""
     if not hasattr(os, "sched_getaffinity"):
-        return Probe("affinity", None, "os.sched_getaffinity is not available on this OS")
+        return Probe("affinity", None, "unavailable on this platform: os.sched_getaffinity is Linux-only")
     try:
         return Probe("affinity", sorted(os.sched_getaffinity(pid)), source="sched_getaffinity")
     except OSError as exc:
@@ -190,7 +242,7 @@ def set_affinity(cpus, pid: int = 0) -> list[int]:
     if bad:
         raise ValueError(f"cpus {bad} do not exist on this machine (0..{available - 1})")
     if not hasattr(os, "sched_setaffinity"):
-        raise OSError("os.sched_setaffinity is not available on this OS")
+        raise OSError("CPU affinity is unavailable on this platform: os.sched_setaffinity is Linux-only")
     os.sched_setaffinity(pid, cpus)
     return sorted(os.sched_getaffinity(pid))
 

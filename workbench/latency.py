@@ -168,27 +168,34 @@ def percentile_table(recorders) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def percentile_plot(recorders, title: str = "Latency by percentile"):
-    """Bokeh HDR-style plot: latency (ns, log) against percentile (log of 1/(1-q))."""
+def percentile_plot(recorders, title: str = "Latency by percentile", width: int = 700):
+    """Bokeh HDR-style plot: latency (ns, log) against percentile (log of 1/(1-q)). The
+    latency axis reads 1-2-5 ticks with their unit (``workbench.plots.latency_axis``: no
+    labels bunched at the top of a narrow range); click a legend entry to hide its line."""
     from bokeh.models import ColumnDataSource, FixedTicker, HoverTool
     from bokeh.palettes import Category10_10
     from bokeh.plotting import figure
 
+    from .plots import _legend_beside, latency_axis
+
     table = percentile_table(recorders)
-    fig = figure(title=title, x_axis_type="log", y_axis_type="log", width=700, height=380,
-                 x_axis_label="percentile", y_axis_label="latency (ns)")
+    fig = figure(title=title, x_axis_type="log", y_axis_type="log", width=width, height=380,
+                 x_axis_label="percentile", y_axis_label="latency")
     for i, name in enumerate(table["name"].unique(maintain_order=True)):
         part = table.filter(pl.col("name") == name)
         source = ColumnDataSource({c: part[c].to_numpy() for c in part.columns if c != "name"})
         fig.line("one_over_tail", "value_ns", source=source, legend_label=str(name),
                  color=Category10_10[i % 10], line_width=2)
         fig.scatter("one_over_tail", "value_ns", source=source, color=Category10_10[i % 10], size=4)
-    ticks = [1, 2, 10, 100, 1000, 10_000, 100_000]
+    # no tick at 1 (0 %): on a log axis it sits a third of a decade from 50 % and the two
+    # labels run into each other; the line still starts there
+    ticks = [2, 10, 100, 1000, 10_000, 100_000]
     fig.xaxis.ticker = FixedTicker(ticks=ticks)
-    fig.xaxis.major_label_overrides = {1: "0%", 2: "50%", 10: "90%", 100: "99%", 1000: "99.9%",
+    fig.xaxis.major_label_overrides = {2: "50%", 10: "90%", 100: "99%", 1000: "99.9%",
                                        10_000: "99.99%", 100_000: "99.999%"}
+    latency_axis(fig.yaxis)
     fig.add_tools(HoverTool(tooltips=[("percentile", "@percentile{0.000}"), ("ns", "@value_ns")]))
-    fig.legend.location = "top_left"
+    _legend_beside(fig)   # beside the plot, never over a line; click to hide
     return fig
 
 

@@ -29,10 +29,11 @@ import time
 import ipywidgets as W
 import numpy as np
 from bokeh.layouts import gridplot
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, NumeralTickFormatter
 from bokeh.plotting import figure
 
 from workbench import hardware
+from workbench.plots import latency_axis
 from workbench.latency import histogram_cdf
 from workbench import params
 from workbench.live.pipeline import STAGES, WAIT_POLICIES, Pipeline, safe_mode_status
@@ -250,8 +251,8 @@ class LatencyMonitor(W.VBox):
     PERCENTILES = ("p50", "p99", "p99.9")
 
     def __init__(self, pipeline: Pipeline, *, period_s: float = 0.5,
-                 duration_s: float | None = 120.0, max_points: int = 600, width: int = 340,
-                 height: int = 200, stop_pipeline: bool = False):
+                 duration_s: float | None = 120.0, max_points: int = 600, width: int = 430,
+                 height: int = 210, stop_pipeline: bool = False):
         from jupyter_bokeh.widgets import BokehModel
 
         if (not period_s > 0 or (duration_s is not None and not duration_s > 0)
@@ -273,30 +274,37 @@ class LatencyMonitor(W.VBox):
         self.cdf = {s: ColumnDataSource({"latency": [], "fraction": []}) for s in STAGES}
         self.rates = ColumnDataSource({"t": [], "throughput": [], "admitted": [], "shed_rate": []})
         self.pnl = ColumnDataSource({"t": [], "equity": [], "position": []})
-        kw = dict(width=width, height=height, toolbar_location=None)
+        # two plots a row fit the notebook (2 x 430 px); legends sit right of each plot
+        # (click an entry to hide its line) and latency axes carry units, not 2.000e+6
+        kw = dict(width=width, height=height, toolbar_location=None, min_border_left=60)
         f1 = figure(title="end-to-end latency over time", y_axis_type="log",
-                    x_axis_label="s", y_axis_label="ns", **kw)
+                    x_axis_label="time (s)", y_axis_label="latency", **kw)
         colors = ("#1f77b4", "#d62728", "#9467bd")
         for p, c in zip(self.PERCENTILES, colors):
             f1.line("t", p, source=self.over_time, color=c, legend_label=p)
         f1.line("t", "target", source=self.over_time, color="black", line_dash="dashed",
                 legend_label="target")
-        f1.legend.location = "top_left"
-        f2 = figure(title="latency CDF by stage", x_axis_type="log", x_axis_label="ns",
+        f2 = figure(title="latency CDF by stage", x_axis_type="log", x_axis_label="latency",
                     y_axis_label="fraction", **kw)
         for s, c in zip(STAGES, ("#7f7f7f", "#2ca02c", "#ff7f0e", "#1f77b4")):
             f2.step("latency", "fraction", source=self.cdf[s], color=c, legend_label=s)
-        f2.legend.location = "top_left"
-        f3 = figure(title="throughput (msg/s) and shed rate", x_axis_label="s", **kw)
-        f3.line("t", "throughput", source=self.rates, color="#1f77b4", legend_label="received/s")
-        f3.line("t", "admitted", source=self.rates, color="#2ca02c", legend_label="admitted/s")
-        f3.legend.location = "top_left"
-        f3s = figure(title="shed rate", x_axis_label="s", y_range=(0, 1), **kw)
+        f3 = figure(title="throughput (msg/s)", x_axis_label="time (s)", **kw)
+        f3.line("t", "throughput", source=self.rates, color="#1f77b4", legend_label="received")
+        f3.line("t", "admitted", source=self.rates, color="#2ca02c", legend_label="admitted")
+        f3.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")
+        f3s = figure(title="shed rate", x_axis_label="time (s)", y_range=(0, 1), **kw)
         f3s.line("t", "shed_rate", source=self.rates, color="#d62728")
-        f4 = figure(title="P&L (equity) and position", x_axis_label="s", **kw)
+        f3s.yaxis.formatter = NumeralTickFormatter(format="0%")
+        f4 = figure(title="P&L (equity) and position", x_axis_label="time (s)", **kw)
         f4.line("t", "equity", source=self.pnl, color="#2ca02c", legend_label="equity")
         f4.line("t", "position", source=self.pnl, color="#8c564b", legend_label="position")
-        f4.legend.location = "top_left"
+        latency_axis(f1.yaxis)
+        latency_axis(f2.xaxis)
+        for f in (f1, f2, f3, f4):
+            legend = f.legend[0]
+            legend.click_policy = "hide"
+            legend.label_text_font_size = "8pt"
+            f.add_layout(legend, "right")
         self.figures = (f1, f2, f3, f3s, f4)
         self.plots = gridplot([[f1, f2], [f3, f3s], [f4, None]], merge_tools=True)
         self.model = BokehModel(self.plots)
@@ -426,9 +434,10 @@ class Dashboard(W.VBox):
         for i, title in enumerate(("Admission", "Strategy", "Hardware")):
             tabs.set_title(i, title)
         self.mode = W.HTML(mode_badge())
+        # controls above the plots, not beside them: the whole board fits the notebook width
         super().__init__([W.HBox([self.start_button, self.pause_button, self.stop_button,
                                   self.mode]),
-                          W.HBox([tabs, self.monitor])])
+                          tabs, self.monitor])
 
     def start(self) -> "Dashboard":
         self.pipeline.start()

@@ -20,7 +20,24 @@ Rules (after hftbacktest's exchange model; our orders never change the market's 
   ``front < 0``; a trade strictly through its price fills it in full;
 * a depth row at an own order's price moves ``front`` by the queue model;
 * when the opposite best moves to or through an own order's price (the market crossed
-  it), the order fills in full at its price.
+  it), the order fills in full at its price;
+* a post-only order (``GTX``) that would cross the opposite best on arrival is rejected
+  (``R_POST_ONLY_WOULD_TAKE``), otherwise it rests like a GTC order.
+
+Fill rules (``cfg[G_FILL_MODE]``, ``FM_*`` in ``kernels.backtest.state``); crossings and
+trades through the price fill in full under all three:
+
+* ``FM_PARTIAL`` (default): the rules above; a queue fill takes ``min(leaves,
+  floor(-front))`` and leaves ``front`` at what the trade did not consume;
+* ``FM_NO_PARTIAL`` (hftbacktest's ``NoPartialFillExchange``): once ``floor(-front) >= 1``
+  after a trade at its price, the whole order fills; a crossing new order takes its whole
+  quantity at the best opposite price, whatever the size displayed there;
+* ``FM_ALL_OR_NONE``: a queue fill happens only when ``floor(-front) >= leaves`` (else no
+  fill on that trade; ``front`` keeps counting down); a crossing new order fills only when
+  the displayed levels up to its limit hold all of it, else it is cancelled (any TIF: it
+  never rests crossed).
+
+Timer wakes, ordering at equal times and the strategy interface: ``kernels.backtest.l3``.
 """
 from __future__ import annotations
 
@@ -33,9 +50,9 @@ from ..jit import kernel
 from ..l2book import apply_depth
 from ..pointers import borrow_context
 from ..records import (
-    A_NEW, BUY, GTC, L2F_END_OF_MESSAGE, L2F_SNAPSHOT_START, L2F_TRADE, LIQ_MAKER, LIQ_TAKER,
-    LS_CANCELLED, LS_OPEN, LS_REJECTED, R_PRICE_OFF_TICK, R_PRICE_OUT_OF_BAND,
-    R_UNKNOWN_ORDER, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_REJECTED, SELL,
+    A_NEW, BUY, GTC, GTX, L2F_END_OF_MESSAGE, L2F_SNAPSHOT_START, L2F_TRADE, LIQ_MAKER, LIQ_TAKER,
+    LS_CANCELLED, LS_OPEN, R_POST_ONLY_WOULD_TAKE, R_PRICE_OFF_TICK, R_PRICE_OUT_OF_BAND,
+    R_UNKNOWN_ORDER, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, SELL,
     STRATEGY_ID_BASE,
 )
 from ..state_views import backtest_views, l2_views
@@ -46,8 +63,8 @@ from .state import (
     ACC_MID, BC_ASK, BC_ASK_QTY, BC_BID, BC_BID_QTY, BC_CANCELS, BC_ENTRY_HEAD, BC_EVENTS,
     BC_EXCH_REJECTS, BC_FEED_HEAD, BC_FEED_LAST, BC_FEED_PUSHES, BC_FEED_TAIL,
     BC_LAST_PRICE, BC_LAST_QTY, BC_LAST_SIDE, BC_NEXT_STEP_TS, BC_RESTING, BC_STATUS,
-    BC_TRADE_THROUGH, BC_WAKES, BT_OK, G_RECORD_EVERY_NS, M_LEVELS, M_LOW, M_OUT_OF_WINDOW,
-    M_TICK,
+    BC_TRADE_THROUGH, BC_WAKES, BT_OK, FM_ALL_OR_NONE, FM_NO_PARTIAL, G_FILL_MODE,
+    G_RECORD_EVERY_NS, M_LEVELS, M_LOW, M_OUT_OF_WINDOW, M_TICK,
 )
 
 
@@ -66,6 +83,23 @@ def _level_qty(l2, side, price):
     if idx < 0:
         return np.int64(0)
     return l2.bids[idx] if side == BUY else l2.asks[idx]
+
+
+@kernel
+def _depth_within(l2, side, limit, need):
+    """Displayed quantity on ``side`` from its best up to ``limit`` (stops once ``need``
+    is reached)."""
+    m = l2.meta
+    total = np.int64(0)
+    idx = l2.best[side]
+    step = 1 if side == SELL else -1
+    while 0 <= idx < m[M_LEVELS] and total < need:
+        price = m[M_LOW] + idx * m[M_TICK]
+        if (side == SELL and price > limit) or (side == BUY and price < limit):
+            break
+        total += l2.asks[idx] if side == SELL else l2.bids[idx]
+        idx += step
+    return total
 
 
 @kernel
@@ -149,6 +183,7 @@ def l2_trade(c, c2, u, resp_lat):
     cn[BC_LAST_QTY] = u.qty
     cn[BC_LAST_SIDE] = u.side
     maker = 1 - u.side
+    mode = s.cfg[G_FILL_MODE]
     k = 0
     while k < cn[BC_RESTING]:
         row = s.resting[k]
@@ -167,6 +202,10 @@ def l2_trade(c, c2, u, resp_lat):
             l2.traded[row] += u.qty
             if l2.front[row] < 0:
                 take = min(leaves, np.int64(-l2.front[row]))
+                if mode == FM_NO_PARTIAL and take > 0:
+                    take = leaves
+                elif mode == FM_ALL_OR_NONE and take < leaves:
+                    take = 0
                 if take > 0:
                     l2.front[row] += take
                     _fill_own(c, row, u.ts, take, LIQ_MAKER, o.price, resp_lat)
@@ -191,21 +230,28 @@ def l2_entry(c, c2, resp_lat):
         o.arrival_ts = ts
         o.arrival_mid = s.acc[ACC_MID]
         reason = 0
+        opp = 1 - p.side
+        idx = l2.best[opp]
+        best = m[M_LOW] + idx * m[M_TICK] if idx >= 0 else np.int64(0)
+        crosses = idx >= 0 and ((p.side == BUY and p.price >= best)
+                                or (p.side == SELL and p.price <= best))
         if (p.price - m[M_LOW]) % m[M_TICK] != 0:
             reason = R_PRICE_OFF_TICK
         elif _index(l2, p.price) < 0:
             reason = R_PRICE_OUT_OF_BAND
+        elif p.tif == GTX and crosses:
+            reason = R_POST_ONLY_WOULD_TAKE
         if reason != 0:
-            o.status = LS_REJECTED
-            o.exchange_reason = reason
-            o.done_ts = ts
-            cn[BC_EXCH_REJECTS + reason] += 1
-            l3._push_response(c, ts + resp_lat, RSP_REJECTED, p.order_id, p.side, p.price,
-                              p.qty, 0, 0.0, reason)
+            l3.reject_new(c, row, ts, p, reason, resp_lat)
             return
         left = p.qty
-        opp = 1 - p.side
-        idx = l2.best[opp]
+        mode = s.cfg[G_FILL_MODE]
+        if crosses and mode == FM_NO_PARTIAL:
+            # hftbacktest's NoPartialFillExchange: all of it at the best, whatever its size
+            _fill_own(c, row, ts, left, LIQ_TAKER, best, resp_lat)
+            left = 0
+        elif crosses and mode == FM_ALL_OR_NONE and _depth_within(l2, opp, p.price, left) < left:
+            idx = -1  # not all of it: nothing trades, the order is cancelled below
         while left > 0 and idx >= 0:
             price = m[M_LOW] + idx * m[M_TICK]
             if (p.side == BUY and price > p.price) or (p.side == SELL and price < p.price):
@@ -223,7 +269,8 @@ def l2_entry(c, c2, resp_lat):
                 idx += 1 if opp == SELL else -1
             if idx < 0 or idx >= m[M_LEVELS]:
                 idx = -1
-        if left > 0 and p.tif == GTC:
+        rests = (p.tif == GTC or p.tif == GTX) and not (crosses and mode == FM_ALL_OR_NONE)
+        if left > 0 and rests:
             o.status = LS_OPEN
             n = cn[BC_RESTING]
             s.resting[n] = row
@@ -326,6 +373,9 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
     s = backtest_views(c)
     n_events = len(events)
     limit_ts = events[stop].ts if stop < n_events else l3.INF_TS
+    last_ts = events[n_events - 1].ts if n_events > 0 else l3.INF_TS
+    if n_events > 0:
+        l3.timer_start(c, events[0].ts)
     lp = s.lat_params
     lt = s.lat_table
     rng = s.rng
@@ -336,10 +386,21 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
     while s.cnt[BC_STATUS] == BT_OK:
         tr, tf, te = l3.next_times(c)
         t = min(tr, min(tf, te))
+        tt = l3.timer_next(c, last_ts)
         tx = events[i].ts if i < stop else l3.INF_TS
-        if i >= stop and (t == l3.INF_TS or t > limit_ts):
+        if i >= stop and (t == l3.INF_TS or t > limit_ts) and tt >= limit_ts:
             break
-        if t <= tx:
+        if tt < tx and tt < t:
+            # the timer: after everything stamped at or before it
+            l3.timer_fire(c, tt)
+            t0 = now_ns()
+            n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
+            n = min(n, len(s.actions))
+            if n > 0 or kill_watch:
+                l3.submit_actions(c, n, tt, latency(LAT_ENTRY, tt, lp, lt, rng))
+            if n > 0:
+                histogram.record(s.hist, now_ns() - t0)
+        elif t <= tx:
             if tr == t or tf == t:
                 wake = True
                 if tr == t:

@@ -32,6 +32,18 @@ when the best bid/ask price or size changed or a trade printed) and when a fill,
 cancel or reject reaches it (acks update ``orders`` without a call). After the last market event no more wakes happen; pending orders and
 responses drain.
 
+Timer (``cfg[G_TIMER_NS]`` = N > 0, as hftbacktest's ``elapse(N)`` loop): the strategy is
+also woken at ``t0 + k*N`` for k = 1, 2, ... (``t0`` = the first event's ``ts``), with
+``ctx.wake = W_TIMER`` and ``ctx.ts`` = that time, after everything stamped at or before
+it (responses, views, order arrivals, market events) and strictly before the last market
+event: a run spanning ``D = last ts - t0`` gets ``ceil(D / N) - 1`` timer wakes
+(``floor(D / N)`` unless N divides D). Orders it sends arrive ``entry`` latency later.
+
+Post-only (``tif = GTX``): an order that would cross the opposite best when it reaches
+the exchange (a buy at or above the best ask, a sell at or below the best bid; here the
+book's best, own orders included, since it would match them) is rejected with
+``R_POST_ONLY_WOULD_TAKE`` and never trades; otherwise it rests as a GTC order.
+
 Queue position (L3): own orders rest in the same FIFO queues as the market's, so an
 aggressive market order (``EV_ADD`` that crosses) reaches them in exact price-time
 order. Replayed executions by id (LOBSTER type 4, the simulator's default) need a
@@ -64,7 +76,8 @@ import numpy as np
 from .. import histogram
 from .. import risk as krisk
 from ..book import (
-    anon_order_id, apply_event, clear_others, find_order, next_level, queue_position,
+    anon_order_id, apply_event, best_price, clear_others, find_order, next_level,
+    queue_position,
 )
 from ..book_state import EC_ANON_FALLBACK
 from ..clock import now_ns
@@ -72,11 +85,11 @@ from ..jit import kernel
 from ..pointers import borrow_context
 from ..records import (
     A_CANCEL, A_NEW, BUY, EV_ADD, EV_CLEAR, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN,
-    FOK, GTC,
+    FOK, GTC, GTX,
     IOC, LIMIT, LIQ_MAKER, LIQ_TAKER, LS_CANCELLED, LS_FILLED, LS_OPEN, LS_PENDING,
-    LS_REJECTED, OS_FREE, OS_LIVE, OS_PENDING_CANCEL, OS_PENDING_NEW, R_UNKNOWN_ORDER,
-    R_NONE, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_FILL, RSP_REJECTED, SELL, ST_DONE,
-    ST_REJECTED, STRATEGY_ID_BASE, W_MARKET, W_RESPONSE,
+    LS_REJECTED, OS_FREE, OS_LIVE, OS_PENDING_CANCEL, OS_PENDING_NEW, R_POST_ONLY_WOULD_TAKE,
+    R_UNKNOWN_ORDER, R_NONE, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_FILL, RSP_REJECTED,
+    SELL, ST_DONE, ST_REJECTED, STRATEGY_ID_BASE, W_MARKET, W_RESPONSE, W_TIMER,
 )
 from ..state_views import backtest_views
 from .latency_models import LAT_ENTRY, LAT_FEED, LAT_RESPONSE
@@ -86,10 +99,10 @@ from .state import (
     BC_ENTRY_HEAD, BC_ENTRY_LAST, BC_ENTRY_TAIL, BC_EVENTS, BC_EXCH_REJECTS, BC_FEED_HEAD,
     BC_FEED_LAST, BC_FEED_PUSHES, BC_FEED_TAIL, BC_FILLED_QTY, BC_FILLS, BC_KILL_SENT,
     BC_LAST_PRICE, BC_LAST_QTY, BC_LAST_SIDE, BC_MAKER_FILLS, BC_MARKET_REJECTS,
-    BC_NEXT_STEP_TS, BC_ORDERS, BC_POSITION, BC_RESP_HEAD, BC_RESP_LAST, BC_RESP_TAIL,
-    BC_RESTING, BC_RISK_REJECTS, BC_STATUS, BC_STEPS, BC_TAKER_FILLS, BC_TRADE_THROUGH,
-    BC_WAKES, BT_OK, BT_RING_FULL, FEE_MAKER_BPS, FEE_TAKER_BPS, G_PRICE_SCALE,
-    G_RECORD_EVERY_NS,
+    BC_NEXT_STEP_TS, BC_NEXT_TIMER, BC_ORDERS, BC_POSITION, BC_RESP_HEAD, BC_RESP_LAST,
+    BC_RESP_TAIL, BC_RESTING, BC_RISK_REJECTS, BC_STATUS, BC_STEPS, BC_TAKER_FILLS,
+    BC_TIMER_WAKES, BC_TRADE_THROUGH, BC_WAKES, BT_OK, BT_RING_FULL, FEE_MAKER_BPS,
+    FEE_TAKER_BPS, G_PRICE_SCALE, G_RECORD_EVERY_NS, G_TIMER_NS,
 )
 
 INF_TS = np.int64(2**62)
@@ -296,6 +309,63 @@ def next_times(c):
     return tr, tf, te
 
 
+# ------------------------------------------------------------------------ timer
+@kernel
+def timer_start(c, first_ts):
+    """Arm the timer at ``first_ts + N`` on the first call of a run (no-op when off)."""
+    s = backtest_views(c)
+    every = s.cfg[G_TIMER_NS]
+    if every > 0 and s.cnt[BC_NEXT_TIMER] == 0:
+        s.cnt[BC_NEXT_TIMER] = first_ts + every
+
+
+@kernel
+def timer_next(c, last_ts):
+    """Exchange time of the next timer wake; INF_TS when off or not before ``last_ts``
+    (the last market event: no wakes after the data)."""
+    s = backtest_views(c)
+    t = s.cnt[BC_NEXT_TIMER]
+    if s.cfg[G_TIMER_NS] <= 0 or t <= 0 or t >= last_ts:
+        return INF_TS
+    return t
+
+
+@kernel
+def timer_fire(c, t):
+    """The timer wakes the strategy at ``t``: set ``ctx`` and arm the next wake."""
+    s = backtest_views(c)
+    s.cnt[BC_NEXT_TIMER] = t + s.cfg[G_TIMER_NS]
+    s.cnt[BC_TIMER_WAKES] += 1
+    s.cnt[BC_WAKES] += 1
+    ctx = s.ctx[0]
+    ctx.ts = t
+    ctx.wake = W_TIMER
+    ctx.n_wakes += 1
+
+
+# -------------------------------------------------------------------- post-only
+@kernel(inline="always")
+def would_take(side, price, bid, ask):
+    """True when a limit order at ``price`` on ``side`` crosses the opposite best
+    (``bid``/``ask`` in price units, 0 for an empty side)."""
+    if side == BUY:
+        return ask > 0 and price >= ask
+    return bid > 0 and price <= bid
+
+
+@kernel
+def reject_new(c, row, ts, p, reason, resp_lat):
+    """The exchange refuses the new order ``p`` (log row ``row``) at ``ts``."""
+    s = backtest_views(c)
+    o = s.log[row]
+    o.status = LS_REJECTED
+    o.exchange_reason = reason
+    o.done_ts = ts
+    s.cnt[BC_EXCH_REJECTS + reason] += 1
+    _push_response(c, ts + resp_lat, RSP_REJECTED, p.order_id, p.side, p.price, p.qty, 0, 0.0,
+                   reason)
+
+
 # -------------------------------------------------------------------- accounting
 @kernel
 def _remove_resting_row(c, row):
@@ -495,16 +565,15 @@ def exchange_entry(c, resp_lat):
     if p.kind == A_NEW:
         o.arrival_ts = ts
         o.arrival_mid = s.acc[ACC_MID]
+        if p.tif == GTX and would_take(p.side, p.price, best_price(s.st, 0, BUY),
+                                       best_price(s.st, 0, SELL)):
+            reject_new(c, row, ts, p, R_POST_ONLY_WOULD_TAKE, resp_lat)
+            return _refresh_top(c)
         r = apply_event(s.st, s.fills, 0, ts, p.order_id, p.price, p.qty, 0, EV_ADD, p.side,
-                        LIMIT, p.tif)
+                        LIMIT, GTC if p.tif == GTX else p.tif)
         status = r[0]
         if status == ST_REJECTED:
-            o.status = LS_REJECTED
-            o.exchange_reason = r[1]
-            o.done_ts = ts
-            cn[BC_EXCH_REJECTS + r[1]] += 1
-            _push_response(c, ts + resp_lat, RSP_REJECTED, p.order_id, p.side, p.price, p.qty,
-                           0, 0.0, r[1])
+            reject_new(c, row, ts, p, r[1], resp_lat)
         else:
             leaves = r[4]
             if leaves > 0:
@@ -729,7 +798,7 @@ def submit_actions(c, n, now, entry_lat):
             lo.risk_reason = reason
             lo.done_ts = now
             continue
-        tif = a.tif if a.tif == IOC or a.tif == FOK else GTC
+        tif = a.tif if a.tif == IOC or a.tif == FOK or a.tif == GTX else GTC
         if not _push_entry(c, now + entry_lat, A_NEW, oid, a.side, a.price, a.qty, tif):
             return
         s.log[row].slot = slot
@@ -770,6 +839,9 @@ def run_l3(strategy, latency, context, events, start, stop):
     s = backtest_views(c)
     n_events = len(events)
     limit_ts = events[stop].ts if stop < n_events else INF_TS
+    last_ts = events[n_events - 1].ts if n_events > 0 else INF_TS
+    if n_events > 0:
+        timer_start(c, events[0].ts)
     lp = s.lat_params
     lt = s.lat_table
     rng = s.rng
@@ -779,10 +851,21 @@ def run_l3(strategy, latency, context, events, start, stop):
     while s.cnt[BC_STATUS] == BT_OK:
         tr, tf, te = next_times(c)
         t = min(tr, min(tf, te))
+        tt = timer_next(c, last_ts)
         tx = events[i].ts if i < stop else INF_TS
-        if i >= stop and (t == INF_TS or t > limit_ts):
+        if i >= stop and (t == INF_TS or t > limit_ts) and tt >= limit_ts:
             break
-        if t <= tx:
+        if tt < tx and tt < t:
+            # the timer: after everything stamped at or before it
+            timer_fire(c, tt)
+            t0 = now_ns()
+            n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
+            n = min(n, len(s.actions))
+            if n > 0 or kill_watch:
+                submit_actions(c, n, tt, latency(LAT_ENTRY, tt, lp, lt, rng))
+            if n > 0:
+                histogram.record(s.hist, now_ns() - t0)
+        elif t <= tx:
             if tr == t or tf == t:
                 wake = True
                 if tr == t:

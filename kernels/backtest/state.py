@@ -7,7 +7,7 @@ queue estimates), each declared field by field with ``kernels.state_codegen.Arra
 
 ``BC_*``   backtest counters (``cnt``, int64); ``BT_*`` the run status in ``BC_STATUS``
 ``ACC_*``  accounting (``acc``, float64)
-``G_*``    config (``cfg``, int64)
+``G_*``    config (``cfg``, int64); ``FM_*`` the L2 exchange's fill rule in ``G_FILL_MODE``
 ``FEE_*``  fees (``fees``, float64: basis points of notional, negative = rebate)
 ``M_*``    the L2 ladder's meta (``L2State.meta``, int64)
 
@@ -63,6 +63,8 @@ BC_EVENTS = 31          # market events applied
 BC_MARKET_REJECTS = 32  # market events the book rejected (unknown ids in gappy files...)
 BC_TRADE_THROUGH = 33   # own fills from the trade-through rule
 BC_FILLED_QTY = 34
+BC_NEXT_TIMER = 35      # exchange time of the next timer wake (0: not started)
+BC_TIMER_WAKES = 36     # strategy calls by the timer
 BC_RISK_REJECTS = 40    # + RK_* code
 BC_EXCH_REJECTS = 56    # + R_* code (own orders)
 N_BACKTEST_COUNTERS = 80
@@ -84,7 +86,17 @@ N_ACC = 8
 G_RECORD_EVERY_NS = 0
 G_PRICE_SCALE = 1
 G_TICK = 2
-N_CFG = 4
+G_TIMER_NS = 3         # wake the strategy every this many ns of exchange time (0: off)
+G_FILL_MODE = 4        # FM_*: how the L2 exchange fills own orders
+N_CFG = 8
+
+# fill rules of the L2 exchange (cfg[G_FILL_MODE]); crossings and trades through an own
+# order's price fill it in full under every rule
+FM_PARTIAL = 0         # fill what the queue estimate and the displayed depth allow
+FM_NO_PARTIAL = 1      # hftbacktest's NoPartialFillExchange: once an order may fill, all of
+                       # it fills at once (a taker at the best opposite price, whatever its size)
+FM_ALL_OR_NONE = 2     # an order fills only when the quantity the event makes available covers
+                       # all of it, else it does not fill on that event
 
 # --------------------------------------------------------------------- fees (float64)
 FEE_MAKER_BPS = 0

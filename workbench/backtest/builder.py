@@ -27,6 +27,7 @@ from kernels.state_views import backtest_context
 from ..data.lobster import price_levels_for
 from ..data.market import MarketData, load_events
 from ..params import RISK, strategy_spec
+from .loopcache import loop_for
 from .results import BacktestResult
 
 __all__ = ["Backtest"]
@@ -67,6 +68,8 @@ class Backtest:
         self._lat_model = latency_models.constant_latency
         self._fees = np.zeros(2, dtype=np.float64)
         self._risk_limits: dict[str, float] = {}
+        self._timer_ns = 0                              # .timer()
+        self._fill_mode = backtest_state.FM_PARTIAL     # .exchange()
         self.queue_model("risk_averse")
         self.record_every_s = _non_negative("record_every_s", record_every_s)
         if self.record_every_s <= 0:
@@ -170,6 +173,34 @@ class Backtest:
         self._risk_limits = merged
         return self
 
+    def timer(self, every_us: float | None = None) -> "Backtest":
+        """Also wake the strategy every ``every_us`` microseconds of exchange time
+        (``ctx.wake == W_TIMER``; as hftbacktest's ``elapse``), from the first event on
+        and strictly before the last one (timing rules: ``kernels.backtest.l3``).
+        ``None`` or 0 turns it off."""
+        every = _non_negative("every_us", 0.0 if every_us is None else every_us)
+        ns = int(round(every * 1e3))
+        if every > 0 and ns < 1:
+            raise ValueError(f"every_us={every_us!r} is below one nanosecond")
+        self._timer_ns = ns
+        return self
+
+    def exchange(self, partial_fills: bool = True, *, all_or_none: bool = False) -> "Backtest":
+        """How the L2 exchange fills own orders (``kernels.backtest.l2``): partially, as
+        the queue and the displayed depth allow (default); ``partial_fills=False``:
+        hftbacktest's ``NoPartialFillExchange`` (an order that may fill fills whole);
+        with ``all_or_none=True``: only when the quantity available covers all of it.
+        L3 data always fills in exact FIFO order, partially."""
+        for name, value in (("partial_fills", partial_fills), ("all_or_none", all_or_none)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name}={value!r} must be True or False")
+        if partial_fills and all_or_none:
+            raise ValueError("all_or_none=True needs partial_fills=False")
+        self._fill_mode = (backtest_state.FM_PARTIAL if partial_fills else
+                           backtest_state.FM_ALL_OR_NONE if all_or_none else
+                           backtest_state.FM_NO_PARTIAL)
+        return self
+
     # ---------------------------------------------------------------------- run
     @property
     def data(self) -> MarketData:
@@ -182,7 +213,9 @@ class Backtest:
                 "params": dict(zip(self._spec.param_names, self._spec.vector(self._params).tolist())),
                 "latency_ns": self._lat.tolist(), "fees_bps": self._fees.tolist(),
                 "queue_model": "exact L3 FIFO" if self.data.kind == "l3" else self._queue_name,
-                "risk": {k: v for k, v in RISK.validate(self._risk_limits).items() if v}}
+                "risk": {k: v for k, v in RISK.validate(self._risk_limits).items() if v},
+                "timer_ns": self._timer_ns,
+                "fills": ("partial", "no_partial", "all_or_none")[self._fill_mode]}
 
     def _allocate(self, md: MarketData) -> backtest_state.BacktestState:
         events = md.events
@@ -202,6 +235,8 @@ class Backtest:
         cfg[backtest_state.G_RECORD_EVERY_NS] = max(1, int(self.record_every_s * 1e9))
         cfg[backtest_state.G_PRICE_SCALE] = md.price_scale * md.qty_scale  # money = qty * price / this
         cfg[backtest_state.G_TICK] = md.tick
+        cfg[backtest_state.G_TIMER_NS] = self._timer_ns
+        cfg[backtest_state.G_FILL_MODE] = self._fill_mode
         span_ns = int(events["ts"][-1] - events["ts"][0]) if len(events) else 0
         n_steps = span_ns // cfg[backtest_state.G_RECORD_EVERY_NS] + self.max_fills + 16
         q = self.queue_capacity
@@ -229,6 +264,9 @@ class Backtest:
         events = md.events
         if len(events) == 0:
             raise ValueError("no events to replay")
+        if md.kind != "l2" and self._fill_mode != backtest_state.FM_PARTIAL:
+            raise ValueError("exchange(partial_fills=False) applies to L2 data; L3 data fills "
+                             "in exact FIFO order")
         s = self._allocate(md)
         context = backtest_context(s)
         bar = None
@@ -236,7 +274,6 @@ class Backtest:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(events), unit="ev", desc=f"backtest {self._spec.name}")
         if md.kind == "l2":
-            from kernels.backtest import l2 as backtest_l2
             from kernels.state_views import l2_context
             low, levels = md.ladder
             meta = np.array([low, md.tick, levels, 0], dtype=np.int64)
@@ -244,13 +281,10 @@ class Backtest:
                                         np.full(2, -1, np.int64), meta, np.zeros(self.max_orders),
                                         np.zeros(self.max_orders), self._queue_params.copy())
             context2 = l2_context(l2)
-            fn, lat, qfn = self._spec.fn, self._lat_model, self._queue_fn
-
-            def loop(ctx, ev, a, b):
-                return backtest_l2.run_l2(fn, lat, qfn, ctx, context2, ev, a, b)
+            # compiled once per machine per (strategy, models), see loopcache
+            loop = loop_for("l2", self._spec.fn, self._lat_model, self._queue_fn, context2)
         else:
-            def loop(ctx, ev, a, b):
-                return backtest_l3.run_l3(self._spec.fn, self._lat_model, ctx, ev, a, b)
+            loop = loop_for("l3", self._spec.fn, self._lat_model)
         # compile (first use in this process) without running anything: the timing below
         # is the replay alone
         loop(context, events, 0, 0)
@@ -272,7 +306,9 @@ class Backtest:
         backtest_l3.finish(context, int(events["ts"][-1]))
         if bar is not None:
             bar.close()
-        return BacktestResult.from_state(s, md, self, seconds)
+        result = BacktestResult.from_state(s, md, self, seconds)
+        result.stats["timer_wakes"] = int(s.cnt[backtest_state.BC_TIMER_WAKES])
+        return result
 
     def run_many(self, variants, *, executor=None, max_workers: int | None = None,
                  progress: bool = True, shared_dir=None) -> list["BacktestResult"]:

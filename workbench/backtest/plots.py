@@ -21,7 +21,40 @@ def _source(frame: pl.DataFrame, columns):
     return ColumnDataSource(data)
 
 
-def dashboard(result, width: int = 900):
+_DAY_NS = 86_400 * 10**9
+
+
+def _time_axis(fig, ts) -> None:
+    """Real times on a datetime axis. LOBSTER and the simulator stamp events in ns after
+    midnight (the session's date is not in the data): the axis then reads the time of day
+    (09:30 ... 16:00) and never a date (1970-01-01 would be a lie); epoch stamps (Binance)
+    keep their date."""
+    from bokeh.models import DatetimeTickFormatter
+
+    after_midnight = len(ts) == 0 or int(ts.max()) < 2 * _DAY_NS
+    if after_midnight:
+        fig.xaxis.formatter = DatetimeTickFormatter(
+            days="%H:%M", hours="%H:%M", hourmin="%H:%M", minutes="%H:%M", minsec="%H:%M:%S",
+            seconds="%H:%M:%S", milliseconds="%H:%M:%S.%3N", microseconds="%H:%M:%S.%fus",
+            context=None)
+        fig.xaxis.axis_label = "exchange time (time of day)"
+    else:
+        fig.xaxis.axis_label = "exchange time (UTC)"
+
+
+def _legend_beside(fig) -> None:
+    """The legend right of the plot, where it covers nothing; click an entry to hide it."""
+    if fig.legend:
+        legend = fig.legend[0]
+        legend.click_policy = "hide"
+        legend.label_text_font_size = "8pt"
+        fig.add_layout(legend, "right")
+
+
+def dashboard(result, width: int = 860):
+    """The result's panels, stacked on one time axis, ``width`` pixels wide in all (a
+    notebook's width): equal plot frames keep the time axes aligned, legends sit right
+    of the plots (click one to hide its line)."""
     from bokeh.layouts import column
     from bokeh.models import DataTable, TableColumn, ColumnDataSource
 
@@ -31,15 +64,17 @@ def dashboard(result, width: int = 900):
     eq = result.equity
     src = _source(eq, ["ts", "equity", "realised", "position", "mid", "bid", "ask",
                        "quote_bid", "quote_ask"])
-    pnl = figure(title="P&L (mark to mid)", x_axis_type="datetime", width=width, height=250)
+    # frame + left axis (60) + legend (about 110) + toolbar (about 30) = width
+    common = dict(x_axis_type="datetime", frame_width=max(int(width) - 200, 200),
+                  min_border_left=60)
+    pnl = figure(title="P&L (mark to mid)", frame_height=190, y_axis_label="P&L", **common)
     pnl.line("t", "equity", source=src, legend_label="equity", line_width=2)
     pnl.line("t", "realised", source=src, legend_label="realised", color="gray")
-    pnl.legend.location = "top_left"
-    inv = figure(title="Inventory", x_axis_type="datetime", width=width, height=180,
-                 x_range=pnl.x_range)
-    inv.step("t", "position", source=src, mode="after", color="purple")
-    quotes = figure(title="Quotes vs mid, fills", x_axis_type="datetime", width=width, height=300,
-                    x_range=pnl.x_range)
+    inv = figure(title="Inventory", frame_height=120, x_range=pnl.x_range,
+                 y_axis_label="position", **common)
+    inv.step("t", "position", source=src, mode="after", color="purple", legend_label="position")
+    quotes = figure(title="Quotes vs mid, fills", frame_height=240, x_range=pnl.x_range,
+                    y_axis_label="price", **common)
     quotes.line("t", "mid", source=src, color="black", legend_label="mid")
     quotes.scatter("t", "quote_bid", source=src, color="green", size=2, legend_label="own bid")
     quotes.scatter("t", "quote_ask", source=src, color="red", size=2, legend_label="own ask")
@@ -48,16 +83,20 @@ def dashboard(result, width: int = 900):
         part = fills.filter(pl.col("side") == side)
         quotes.scatter("t", "price", source=_source(part, ["ts", "price", "qty"]), color=color,
                        marker=marker, size=7, legend_label=f"{side} fills")
-    quotes.legend.location = "top_left"
+    for fig in (pnl, inv, quotes):
+        _time_axis(fig, eq["ts"])
+        _legend_beside(fig)
     recorder = LatencyRecorder("tick_to_trade")
     recorder.hist = result.tick_to_trade.copy()
-    lat = percentile_plot({"tick-to-trade": recorder}, title="Tick-to-trade latency (in-kernel)")
+    lat = percentile_plot({"tick-to-trade": recorder}, title="Tick-to-trade latency (in-kernel)",
+                          width=min(int(width), 700))
     rows = [(k, _fmt(v)) for k, v in result.stats.items()]
     table = DataTable(source=ColumnDataSource({"stat": [r[0] for r in rows],
                                                "value": [r[1] for r in rows]}),
                       columns=[TableColumn(field="stat", title="stat"),
                                TableColumn(field="value", title="value")],
-                      width=width, height=28 * min(len(rows), 16), index_position=None)
+                      width=min(int(width), 700), height=28 * min(len(rows), 16),
+                      index_position=None)
     return column(pnl, inv, quotes, lat, table)
 
 

@@ -141,19 +141,20 @@ def _store_keys(quick: bool) -> dict:
     import polars as pl
 
     from workbench.data.synthetic import synthetic_bars
-    from workbench.data.yahoo import CHUNK_RULES, CHUNK_SCHEMA
+    from workbench.data.yahoo import CHUNK_RULES, CHUNK_SCHEMA, CHUNK_VERSION
     from workbench.store import ParquetStore
     from workbench.store.server import start_redis_server
 
     n = 200 if quick else 2000
     chunk = synthetic_bars("AAA", "2024-01-01", "2025-01-01", "1d").select(
         "ts", "open", "high", "low", "close", "adj_close", "volume").with_columns(
-        dividends=pl.lit(0.0), splits=pl.lit(0.0), tz=pl.lit("America/New_York")).cast(CHUNK_SCHEMA)
+        dividends=pl.lit(0.0), splits=pl.lit(0.0), tz=pl.lit("America/New_York"),
+        currency=pl.lit("USD"), repaired=pl.lit(False)).cast(CHUNK_SCHEMA)
     key = ("yahoo", "1d", "AAA", "2024-01-01")
     out = {"store_chunk_rows": chunk.height}
     with tempfile.TemporaryDirectory() as tmp:
         local = ParquetStore(tmp)
-        local.put(key, chunk)
+        local.put(key, chunk, version=CHUNK_VERSION)
         local.get(key, CHUNK_RULES)
         out["parquet_get_bars_p50_us"], _ = _percentiles_us(lambda: local.get(key, CHUNK_RULES), n)
         server, reason = start_redis_server()
@@ -167,7 +168,7 @@ def _store_keys(quick: bool) -> dict:
             from workbench.store.redis import RedisStore
 
             remote = RedisStore(server.url, tmp)
-            remote.put(key, chunk)
+            remote.put(key, chunk, version=CHUNK_VERSION)
             got = remote.get(key, CHUNK_RULES)
             if got is None or got.source != "redis" or not got.frame.equals(chunk):
                 raise RuntimeError("the Redis store did not give the chunk back")

@@ -19,8 +19,9 @@ import polars as pl
 
 from kernels import bars as kbars
 
-# Every bar frame the workbench returns (Yahoo, the synthetic daily sample): one row per
-# symbol and bar start.
+# The OHLCV columns of every bar frame the workbench returns (Yahoo, the synthetic daily
+# sample): one row per symbol and bar start. Yahoo's load_bars adds its session columns
+# after these (session_date, exchange_tz, currency, ...: workbench.data.yahoo.YAHOO_BAR_SCHEMA).
 BAR_SCHEMA = {
     "symbol": pl.Utf8,
     "ts": pl.Datetime("ns", "UTC"),

@@ -23,6 +23,12 @@ Rules every user of the cache gets:
   result cached on purpose, like Yahoo's answer for a weekend).
 * **freshness**: the caller decides per entry how old is too old (``max_age_s``); the
   age is the file's modification time.
+* **format version**: a writer may record the version of its frame's format
+  (``workbench.version`` in the metadata; none recorded reads as 1). A reader whose
+  :class:`Rules` expect another version gets the entry only if ``Rules.migrate`` can derive
+  the current format from it; otherwise the entry is **outdated**: not served, not
+  quarantined (it is not corrupt), listed in ``outdated``, and the caller refetches it
+  (offline it counts as missing, with the reason).
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import polars as pl
 
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 ENV_CACHE_DIR = "WORKBENCH_CACHE_DIR"
 QUARANTINE = "quarantine"          # <root>/quarantine/...: files that failed validation
 ROWS_KEY = "workbench.rows"        # parquet key-value metadata: rows the writer meant to write
+VERSION_KEY = "workbench.version"  # parquet key-value metadata: the writer's format version (none: 1)
 REASON_SUFFIX = ".reason.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -87,6 +94,12 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
+class Outdated(str):
+    """A problem that is only the entry's format: it was written in another format version
+    than the reader's :class:`Rules` (by an older workbench) and cannot be migrated. It is
+    not served and not quarantined; the caller refetches it."""
+
+
 @dataclass(frozen=True)
 class Rules:
     """What a valid cached frame is; :meth:`check` names the first thing that is not.
@@ -96,6 +109,9 @@ class Rules:
     >= 0. ``finite``: finite (any sign). ``increasing``: a column strictly increasing (sorted, no duplicates), within
     each group of ``within`` when given (e.g. per symbol). A zero-row frame is valid
     only when ``recorded_rows`` (the writer's note, :data:`ROWS_KEY`) says 0.
+    ``version``: the format version a current entry records (:data:`VERSION_KEY`);
+    ``migrate(frame, recorded_version)`` returns the frame in the current format, or a
+    string saying why it cannot be derived (then the entry is :class:`Outdated`).
     """
 
     schema: Mapping[str, pl.DataType]
@@ -104,6 +120,8 @@ class Rules:
     finite: tuple[str, ...] = ()
     increasing: str | None = None
     within: str | None = None
+    version: int = 1
+    migrate: Callable[[pl.DataFrame, int], "pl.DataFrame | str"] | None = None
     columns: tuple[str, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -148,6 +166,27 @@ class Rules:
                         f"unique): {bad.height} row(s) repeat or go back, first at row {row['_row']}")
         return None
 
+    def admit(self, frame: pl.DataFrame, recorded_rows: str | None = None,
+              recorded_version=None) -> tuple[pl.DataFrame, str | None]:
+        """The format version first, then :meth:`check`: ``(frame with only the schema's
+        columns, None)`` when the entry may be served, else ``(frame, problem)``; the
+        problem is an :class:`Outdated` when only the format version is wrong
+        (``recorded_version``: the writer's note, None for 1)."""
+        try:
+            version = 1 if recorded_version is None else int(recorded_version)
+        except (TypeError, ValueError):
+            return frame, f"format version {recorded_version!r} is not an integer"
+        if version != self.version:
+            derived = self.migrate(frame, version) if self.migrate is not None and \
+                version < self.version else None
+            if not isinstance(derived, pl.DataFrame):
+                why = f": {derived}" if isinstance(derived, str) else ""
+                return frame, Outdated(f"written in format {version}, this workbench reads format "
+                                       f"{self.version}{why}; refetch it")
+            frame = derived  # a migration keeps the rows (the row count is checked)
+        problem = self.check(frame, recorded_rows)
+        return (frame, problem) if problem else (frame.select(self.columns), None)
+
 
 class ParquetCache:
     """Parquet files keyed by tuples of strings under ``root``."""
@@ -155,6 +194,7 @@ class ParquetCache:
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = cache_dir(root)
         self.quarantined: list[Path] = []  # files this instance moved aside
+        self.outdated: list[Path] = []     # files this instance did not serve: older format
 
     def path(self, *key: str) -> Path:
         if not key:
@@ -172,13 +212,12 @@ class ParquetCache:
         ``(frame or None, problem)`` when not. Reads only: nothing is moved."""
         try:
             frame = pl.read_parquet(path)
-            recorded = pl.read_parquet_metadata(path).get(ROWS_KEY)
+            meta = pl.read_parquet_metadata(path)
         except (Exception, pl.exceptions.PanicException) as exc:  # the bytes are not parquet
             return None, f"not a readable parquet file ({_first_line(exc)})"
         if rules is None:
             return frame, None
-        problem = rules.check(frame, recorded)
-        return (frame, problem) if problem else (frame.select(rules.columns), None)
+        return rules.admit(frame, meta.get(ROWS_KEY), meta.get(VERSION_KEY))
 
     def read(self, path: Path, rules: Rules | None = None) -> pl.DataFrame | None:
         """The frame at ``path``, checked against ``rules``; None when absent or invalid
@@ -188,6 +227,10 @@ class ParquetCache:
         frame, problem = self.validate(path, rules)
         if problem is None:
             return frame
+        if isinstance(problem, Outdated):
+            self.outdated.append(path)
+            log.info("cache file %s is %s: not served", path, problem)
+            return None
         moved = self.quarantine(path, problem)
         log.warning("cache file %s is invalid (%s): quarantined to %s; it counts as missing",
                     path, problem, moved if moved is not None else "nowhere (could not move it)")
@@ -230,13 +273,17 @@ class ParquetCache:
         self.quarantined.append(target)
         return target
 
-    def write(self, path: Path, frame: pl.DataFrame) -> Path:
-        """Write ``frame`` atomically (temp file + fsync + rename), recording its row count."""
+    def write(self, path: Path, frame: pl.DataFrame, version: int | None = None) -> Path:
+        """Write ``frame`` atomically (temp file + fsync + rename), recording its row count
+        (and its format ``version`` when given)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+        metadata = {ROWS_KEY: str(frame.height)}
+        if version is not None:
+            metadata[VERSION_KEY] = str(int(version))
         try:
             with os.fdopen(fd, "wb") as fh:
-                frame.write_parquet(fh, metadata={ROWS_KEY: str(frame.height)})
+                frame.write_parquet(fh, metadata=metadata)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)

@@ -110,6 +110,14 @@ class Dictionary:
     def enum_values_of(self, tag: int) -> list[str]:
         return list(self.raw["fields"].get(str(tag), {}).get("enums", []))
 
+    def enum_name(self, tag: int, value) -> str | None:
+        """The standard's name of an enum value: ``enum_name(39, "2") == "FILLED"``.
+        ``value`` is the wire text or, for a CHAR field, its byte code (50 for '2', as the
+        decoded records keep it); None when the field has no such value."""
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            value = chr(int(value)) if 0 < int(value) < 256 else ""
+        return self.raw["fields"].get(str(tag), {}).get("enum_names", {}).get(str(value))
+
 
 @lru_cache(maxsize=1)
 def load_dictionary(path: Path = SUBSET_PATH) -> Dictionary:

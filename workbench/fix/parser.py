@@ -21,12 +21,14 @@ from kernels.fix import fields as fix_fields
 from kernels.fix import frame as fix_frame
 from kernels.fix import validate as fix_validate
 from kernels.records import (
-    EVENT, EXEC_REPORT, FIX_FIELD, FIX_MESSAGE, MAX_SCAN_BYTES, MD_ENTRY, MT_W, MT_X, SR_NONE,
+    BUY, EVENT, EXEC_REPORT, FIX_FIELD, FIX_MESSAGE, MAX_SCAN_BYTES, MD_ENTRY, MT_W, MT_X, SELL,
+    SR_NONE,
 )
-from workbench.data.prices import PRICE_SCALE
+from workbench.data.prices import PRICE_SCALE, to_price
 from workbench.fix.dictionary import SESSION_REJECT_NAMES, load_dictionary
 
-__all__ = ["FixBatch", "Workspace", "parse", "as_buffer", "symbol_keys", "PARALLEL_MIN_BYTES"]
+__all__ = ["FixBatch", "Workspace", "parse", "as_buffer", "symbol_keys", "reports_frame",
+           "PARALLEL_MIN_BYTES"]
 
 PARALLEL_MIN_BYTES = 1 << 16  # below this a parallel parse is not worth its threads
 
@@ -291,6 +293,12 @@ class FixBatch:
                                            self.price_scale, out)
         return out[:n]
 
+    def reports_frame(self) -> pl.DataFrame:
+        """``execution_reports`` for people: prices as prices, codes as names
+        (:func:`reports_frame`)."""
+        return reports_frame(self.execution_reports, symbols=self.symbols,
+                             price_scale=self.price_scale, buffer=self.buffer)
+
     @cached_property
     def _market_data(self):
         is_md = np.isin(self.messages["msg_type"], [MT_X, MT_W])
@@ -310,9 +318,59 @@ class FixBatch:
         """W/X messages whose entry count differed from NoMDEntries (their entries dropped)."""
         return self._market_data[1]
 
-    def events_frame(self) -> pl.DataFrame:
-        return pl.DataFrame({name: self.events[name] for name in EVENT.names}).with_columns(
+    def events_frame(self, raw: bool = False) -> pl.DataFrame:
+        """The decoded ``EVENT`` records, one row per order command, as people read them:
+        prices as prices (185.25), symbol, kind, side, order type and time in force by
+        name, ``ts`` as a UTC time; ``msg`` is the message each came from. ``raw=True``: the records as the
+        engine receives them (integer price units and codes)."""
+        frame = pl.DataFrame({name: self.events[name] for name in EVENT.names}).with_columns(
             msg=pl.Series(self.event_msg))
+        if raw:
+            return frame
+        from workbench.enums import EventKind, OrderType, Side, TimeInForce
+
+        names = list(self.symbols)
+        return frame.with_columns(
+            pl.col("ts").cast(pl.Datetime("ns", "UTC")),
+            pl.Series("price", to_price(self.events["price"], self.price_scale)),
+            pl.col("symbol").replace_strict(dict(enumerate(names)), default=pl.col("symbol").cast(pl.Utf8),
+                                            return_dtype=pl.Utf8),
+            EventKind.name_expr("kind"), Side.name_expr("side"), OrderType.name_expr("order_type"),
+            TimeInForce.name_expr("tif"))
+
+
+def reports_frame(reports: np.ndarray, *, symbols: Sequence[str] = (),
+                  price_scale: int = PRICE_SCALE, buffer: np.ndarray | None = None) -> pl.DataFrame:
+    """``EXEC_REPORT`` records as a table people read: prices as prices (``last_px``
+    185.25, not 1852500), ExecType / OrdStatus by their FIX 4.4 names (``FILLED``, not
+    50), side and symbol by name, absent values as nulls. ``buffer``: the bytes the
+    records were decoded from (for the ClOrdID text)."""
+    if not isinstance(reports, np.ndarray) or reports.dtype != EXEC_REPORT:
+        raise ValueError("reports: need a numpy array of kernels.records.EXEC_REPORT")
+    d = load_dictionary()
+
+    def number(name, price=False):
+        values = reports[name]
+        out = pl.Series(name, to_price(values, price_scale) if price else values)
+        return out.set(pl.Series(values == fix_fields.NO_VALUE), None)
+
+    raw = buffer.tobytes() if buffer is not None else b""
+    return pl.DataFrame([
+        pl.Series("order_id", reports["order_id"]),
+        pl.Series("cl_ord_id", [raw[a:b].decode("latin-1") if b > a else None for a, b in
+                                zip(reports["text_start"].tolist(), reports["text_end"].tolist())]
+                  if buffer is not None else [None] * len(reports), dtype=pl.Utf8),
+        pl.Series("symbol", [symbols[i] if 0 <= i < len(symbols) else None
+                             for i in reports["symbol"].tolist()], dtype=pl.Utf8),
+        pl.Series("side", [{BUY: "BUY", SELL: "SELL"}.get(s) for s in reports["side"].tolist()],
+                  dtype=pl.Utf8),
+        pl.Series("exec_type", [d.enum_name(150, c) for c in reports["exec_type"].tolist()],
+                  dtype=pl.Utf8),
+        pl.Series("ord_status", [d.enum_name(39, c) for c in reports["ord_status"].tolist()],
+                  dtype=pl.Utf8),
+        number("price", True), number("last_px", True), number("last_qty"),
+        number("order_qty"), number("cum_qty"), number("leaves_qty"), number("avg_px", True),
+    ])
 
 
 def parse(data, *, validate: bool = True, parallel: bool | None = None, n_chunks: int | None = None,

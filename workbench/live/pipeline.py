@@ -168,6 +168,25 @@ def simulator_events(duration_s: float = 300.0, rate: float = 200.0, seed: int =
     return market.events, (market.tick,) * n_symbols
 
 
+# ------------------------------------------------------------------ the consumer
+_CONSUMERS: dict = {}
+_CONSUMERS_LOCK = threading.Lock()
+
+
+def _consumer(fn):
+    """``run_pipeline`` for the strategy kernel ``fn``, called without it: the loop cached
+    per strategy (``workbench.backtest.loopcache``: compiled once per machine), or, when
+    that strategy cannot be cached, ``run_pipeline`` with it (once per process)."""
+    with _CONSUMERS_LOCK:
+        loop = _CONSUMERS.get(fn)
+        if loop is None:
+            from workbench.backtest.loopcache import pipeline_loop
+
+            loop = pipeline_loop(fn) or functools.partial(kpipe.run_pipeline, fn)
+            _CONSUMERS[fn] = loop
+        return loop
+
+
 # ------------------------------------------------------------------ the pipeline
 class Pipeline:
     """Feed -> ring -> admission -> engine + strategy + risk, in two background threads.
@@ -392,7 +411,8 @@ class Pipeline:
         """Compile (or load from the cache) both loops here, before the threads start:
         a first call inside the consumer would stall it for seconds while the feed
         runs ahead. Zero-length calls: nothing is consumed or published."""
-        kpipe.run_pipeline(*self._strategy(), *self._consumer_args(), 0, 1)
+        fn, ident = self._strategy()
+        _consumer(fn)(ident, *self._consumer_args(), 0, 1)
         kpipe.feed_publish(self.header, self.slots, self._events, 0, 0, 0, 0, 0, 0, 1.0, 1, 1)
 
     def _precompile(self, name) -> None:
@@ -405,8 +425,15 @@ class Pipeline:
             fn = kstrat.STRATEGIES[name].fn
         except (KeyError, TypeError):
             return  # an unknown name: ``_update`` raises the clear error
-        for sig in kpipe.run_pipeline.signatures[:1]:
-            kpipe.run_pipeline.compile((typeof(fn),) + tuple(sig[1:]))
+        running = _consumer(self._strategy()[0])
+        sigs = ([tuple(s[1:]) for s in running.func.signatures]
+                if isinstance(running, functools.partial) else list(running.signatures))
+        loop = _consumer(fn)
+        for sig in sigs[:1]:
+            if isinstance(loop, functools.partial):
+                kpipe.run_pipeline.compile((typeof(fn),) + sig)
+            else:
+                loop.compile(sig)
 
     def pause(self) -> None:
         self._paused.set()
@@ -515,8 +542,9 @@ class Pipeline:
     def _consume_loop(self) -> None:
         args = self._consumer_args()
         while True:
-            status = kpipe.run_pipeline(*self._strategy(), *args, KERNEL_EVENT_BUDGET,
-                                        SPIN_BUDGET[self.config.wait_policy])
+            fn, ident = self._strategy()
+            status = _consumer(fn)(ident, *args, KERNEL_EVENT_BUDGET,
+                                   SPIN_BUDGET[self.config.wait_policy])
             if status == kpipe.PS_STRATEGY:
                 continue  # the control array switched strategy: call with its kernel
             if status == kpipe.PS_STOPPED or self._stop_event.is_set():

@@ -3,8 +3,9 @@
 The map of this subpackage:
 
 * ``base.py``: :class:`MarketStore`, the interface (``get(key, rules)`` ->
-  :class:`StoredFrame` or None, ``put(key, frame, fetched_at=, expires_at=)``) and
-  :func:`open_store`, which picks the backend.
+  :class:`StoredFrame` or None, ``put(key, frame, fetched_at=, expires_at=, version=)``;
+  the frame's format version is kept beside it, and an entry of another version is
+  ``outdated``: not served, refetched) and :func:`open_store`, which picks the backend.
 * ``parquet.py``: :class:`ParquetStore`, the default: parquet files under the cache
   directory (``workbench.data.cache``: atomic writes, validation on read, quarantine).
 * ``redis.py``: :class:`RedisStore`, a cache a whole lab or team shares: versioned keys,

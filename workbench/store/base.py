@@ -7,7 +7,10 @@ when absent or invalid; ``put(key, frame, fetched_at=..., expires_at=...)`` stor
 Freshness is the caller's rule, decided from ``fetched_at`` (``load_bars`` keeps one
 rule for every backend); ``expires_at`` tells a backend that can drop entries by
 itself (Redis) when the entry stops being fresh, so a shared cache never serves a stale
-chunk to a kernel that could refetch it.
+chunk to a kernel that could refetch it. ``version`` is the frame's format version
+(``Rules.version``): every backend records it beside the frame and serves an entry of
+another version only when ``Rules.migrate`` derives the current format from it; otherwise
+the entry is *outdated* (listed in ``outdated``, not quarantined) and the caller refetches.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ class StoredFrame:
     frame: pl.DataFrame
     fetched_at: float     # seconds since the epoch, when the data was fetched (written)
     source: str           # which backend served it: "parquet" or "redis"
+    version: int = 1      # the format version the writer recorded (none recorded: 1)
 
 
 def check_key(key: Sequence[str]) -> tuple[str, ...]:
@@ -54,12 +58,17 @@ class MarketStore(ABC):
     @abstractmethod
     def quarantined(self) -> list: ...
 
+    @property
+    def outdated(self) -> list:
+        """The files or keys not served because they hold another format version."""
+        return []
+
     @abstractmethod
     def get(self, key: Sequence[str], rules=None) -> StoredFrame | None: ...
 
     @abstractmethod
     def put(self, key: Sequence[str], frame: pl.DataFrame, *, fetched_at: float | None = None,
-            expires_at: float | None = None) -> None: ...
+            expires_at: float | None = None, version: int | None = None) -> None: ...
 
 
 def open_store(store=None, cache_dir=None) -> MarketStore:

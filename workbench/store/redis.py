@@ -2,14 +2,18 @@
 
 **Keys** are versioned: ``wb:v1:md:<source>:<interval>:<symbol>:<chunk>`` (each part
 percent-escaped like the parquet file names, so ``EURUSD=X`` or a ``:`` stay one part).
-``v1`` is :data:`FORMAT_VERSION`: a change of the value layout or of a cached schema bumps
-it, and old entries are then simply never read (Redis expires or a person flushes them).
+``v1`` is :data:`FORMAT_VERSION`: a change of the value layout bumps it, and old entries
+are then simply never read (Redis expires or a person flushes them). A change of a cached
+schema does not: the frame's own format version travels in the value (``version``, as the
+parquet files keep it in their metadata).
 
 **Values** are Redis hashes: ``ipc`` (the frame as an Arrow IPC stream, LZ4-compressed),
-``rows`` (what the writer meant to write), ``fetched_at`` (seconds since the epoch) and
-``format``. A read validates the frame against the caller's rules exactly as the parquet
+``rows`` (what the writer meant to write), ``fetched_at`` (seconds since the epoch),
+``format`` and, when the writer gave one, ``version`` (the frame's format version, none: 1).
+A read validates the frame against the caller's rules exactly as the parquet
 cache does; an invalid entry is moved to ``wb:v1:quarantine:...`` with its reason and
-counts as missing.
+counts as missing; an entry of another format version that the rules cannot migrate is
+left alone (``outdated``), counts as missing and is overwritten by the refetch.
 
 **Expiry** follows the parquet cache's rules: the caller (``load_bars``) gives
 ``expires_at``, the moment the chunk stops being fresh by its own rule (an intraday chunk
@@ -34,7 +38,7 @@ from typing import Callable, Sequence
 
 import polars as pl
 
-from ..data.cache import escape
+from ..data.cache import Outdated, escape
 from .base import MarketStore, StoredFrame, check_key
 from .parquet import ParquetStore
 
@@ -167,6 +171,7 @@ class RedisStore(MarketStore):
         self.url = self.link.url
         self.local = ParquetStore(cache_dir)
         self.remote_quarantined: list[str] = []
+        self.remote_outdated: list[str] = []
         self.pending: dict[str, tuple[tuple[str, ...], float | None]] = {}
         self._lock = threading.Lock()
         self.link.on_reconnect(self.flush)
@@ -189,6 +194,10 @@ class RedisStore(MarketStore):
     @property
     def quarantined(self) -> list:
         return self.local.quarantined + self.remote_quarantined
+
+    @property
+    def outdated(self) -> list:
+        return self.local.outdated + self.remote_outdated
 
     @staticmethod
     def key(key: Sequence[str]) -> str:
@@ -221,17 +230,23 @@ class RedisStore(MarketStore):
                 frame = pl.read_ipc_stream(io.BytesIO(value[b"ipc"]))
                 rows = value[b"rows"].decode()
                 fetched_at = float(value[b"fetched_at"])
+                version = value.get(b"version")
+                version = None if version is None else version.decode()
             except (Exception, pl.exceptions.PanicException) as exc:  # not Arrow IPC
                 problem = f"not a readable Arrow IPC value ({type(exc).__name__}: {exc})"
             else:
                 if rules is not None:
-                    problem = rules.check(frame, rows)
-                    if problem is None:
-                        frame = frame.select(rules.columns)
+                    frame, problem = rules.admit(frame, rows, version)
+                    version = rules.version
+        if isinstance(problem, Outdated):
+            self.remote_outdated.append(rkey)
+            log.info("Redis entry %s is %s: not served", rkey, problem)
+            return None
         if problem is not None:
             self._quarantine(rkey, problem)
             return None
-        return StoredFrame(frame, fetched_at, self.name)
+        return StoredFrame(frame, fetched_at, self.name,
+                           int(version) if str(version).isdigit() else 1)
 
     def _quarantine(self, rkey: str, reason: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -254,15 +269,17 @@ class RedisStore(MarketStore):
 
     # ----------------------------------------------------------------- write
     def put(self, key, frame: pl.DataFrame, *, fetched_at: float | None = None,
-            expires_at: float | None = None) -> None:
+            expires_at: float | None = None, version: int | None = None) -> None:
         """Write locally, then to Redis (expiring at ``expires_at``, seconds since the
-        epoch; None: never). While Redis is down the key waits in ``pending``."""
+        epoch; None: never; ``version``: the frame's format version). While Redis is down
+        the key waits in ``pending``."""
         key = check_key(key)
         fetched_at = time.time() if fetched_at is None else float(fetched_at)
-        self.local.put(key, frame, fetched_at=fetched_at)  # first: nothing is ever lost
+        # first: nothing is ever lost
+        self.local.put(key, frame, fetched_at=fetched_at, version=version)
         if self.link.available():
             try:
-                self._put_remote(key, frame, fetched_at, expires_at)
+                self._put_remote(key, frame, fetched_at, expires_at, version)
                 return
             except self.link.errors() as exc:
                 self.link.failed(exc)
@@ -270,7 +287,7 @@ class RedisStore(MarketStore):
             self.pending[self.key(key)] = (key, expires_at)
 
     def _put_remote(self, key, frame: pl.DataFrame, fetched_at: float,
-                    expires_at: float | None) -> bool:
+                    expires_at: float | None, version: int | None = None) -> bool:
         rkey = self.key(key)
         ttl_ms = None
         if expires_at is not None:
@@ -282,8 +299,11 @@ class RedisStore(MarketStore):
         frame.write_ipc_stream(buf, compression="lz4")
         pipe = self.link.client.pipeline(transaction=True)
         pipe.delete(rkey)
-        pipe.hset(rkey, mapping={"ipc": buf.getvalue(), "rows": str(frame.height),
-                                 "fetched_at": repr(float(fetched_at)), "format": VALUE_FORMAT})
+        value = {"ipc": buf.getvalue(), "rows": str(frame.height),
+                 "fetched_at": repr(float(fetched_at)), "format": VALUE_FORMAT}
+        if version is not None:
+            value["version"] = str(int(version))
+        pipe.hset(rkey, mapping=value)
         if ttl_ms is not None:
             pipe.pexpire(rkey, ttl_ms)
         pipe.execute()
@@ -299,7 +319,7 @@ class RedisStore(MarketStore):
             for rkey, (key, expires_at) in list(pending.items()):
                 found = self.local.get(key)
                 if found is not None and self._put_remote(key, found.frame, found.fetched_at,
-                                                          expires_at):
+                                                          expires_at, found.version):
                     sent += 1
                 del pending[rkey]
         finally:
