@@ -119,7 +119,10 @@ def _cache_dir_of(module: str) -> Path:
     source's ``__pycache__``, or its mirror below ``NUMBA_CACHE_DIR``)."""
     src_dir = _PACKAGE.joinpath(*module.split(".")[:-1])
     if numba.config.CACHE_DIR:
-        return Path(numba.config.CACHE_DIR) / str(src_dir).lstrip(os.sep).replace(":", "")
+        # numba.core.caching.UserProvidedCacheLocator: "<dir name>_<sha1 of the dir path>"
+        path = os.path.abspath(str(src_dir))
+        digest = hashlib.sha1(path.encode()).hexdigest()
+        return Path(numba.config.CACHE_DIR) / f"{os.path.split(path)[-1]}_{digest}"
     return src_dir / "__pycache__"
 
 

@@ -64,3 +64,22 @@ def test_an_edit_invalidates_the_cached_kernels_that_depend_on_it(tmp_path):
     assert "fix.frame" not in stale and "clock" not in stale
     assert not fakes["book"].exists() and not fakes["l3"].exists()
     assert fakes["frame"].exists() and fakes["clock"].exists()
+
+
+def test_cache_dir_of_finds_numbas_layout_under_numba_cache_dir(tmp_path):
+    """With NUMBA_CACHE_DIR set, Numba keeps a source directory's caches in
+    ``<dir name>_<sha1 of its path>``: the invalidation must look exactly there."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from kernels import jit, clock\n"
+            "out = np.zeros(len(clock.PROBE_FIELDS), dtype=np.int64)\n"
+            "clock.clock_probe(10, 1000, out)\n"
+            "d = jit._cache_dir_of('clock')\n"
+            "print(sorted(p.name.split('.')[0] for p in d.glob('clock.*.nbi')))\n")
+    env = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['clock']"

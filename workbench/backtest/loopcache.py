@@ -1,5 +1,6 @@
-"""Per-strategy cached backtest loops: a user's ``@njit`` strategy compiles once per
-machine, not once per process.
+"""Per-strategy cached replay loops: a user's ``@njit`` strategy compiles once per
+machine, not once per process (the backtester's L3 and L2 loops, and the live pipeline's
+consumer loop, :func:`pipeline_loop`).
 
 Why the loop does not cache by itself: ``kernels.backtest.l3.run_l3`` (and ``l2.run_l2``)
 take the strategy, the latency model and the queue model as function arguments. Numba
@@ -27,8 +28,8 @@ source (and compile options) of the strategy, latency and queue models and, recu
 of every function they call and every constant they read; the fingerprints of the
 ``kernels`` modules involved (``kernels.jit``: a module and everything it imports); the
 Python, Numba, llvmlite and NumPy versions; safe mode. A changed source gives a new name,
-so a new module, compiled once; a file is never rewritten (Numba keys its cache on the
-file's time stamp). The least recently used modules beyond :data:`KEEP` are deleted with
+so a new module, compiled once; a file is never rewritten (one edited by hand is put
+back: Numba keys its cache on the file's contents). The least recently used modules beyond :data:`KEEP` are deleted with
 their cached code.
 
 How the generated module gets the user's function:
@@ -50,10 +51,16 @@ constant, a module, a function nor an object importable from a library or ``kern
 non-literal default arguments; an unwritable cache directory. What the hash cannot see: a
 global of an importable module changed at run time after it was imported (Numba itself
 freezes globals at first compile), helpers reached through objects the hash does not
-follow (a module attribute of a class attribute), and C extensions a strategy calls other
-than through a library's version. ``WORKBENCH_LOOP_CACHE=off`` turns the cache off;
-``WORKBENCH_LOOP_CACHE=<dir>`` moves it (default: ``$NUMBA_CACHE_DIR/hft-workbench-loops``
-when Numba's cache is redirected, else ``~/.cache/hft-workbench/loops``).
+follow (an attribute of a class, beyond the class's own source), C extensions other than
+through their library's version, and a ``kernels`` file edited after this process
+imported it (the fingerprints are read when this module is imported). A carried function
+is compiled from the *current* values of the constants it reads: change one in a notebook
+and the next run compiles a new loop with it (the per-process loop kept the value of its
+first compile). Numba's own cache key adds the CPU and the argument types.
+
+``WORKBENCH_LOOP_CACHE=off`` turns the cache off; ``WORKBENCH_LOOP_CACHE=<dir>`` moves it
+(default: ``$NUMBA_CACHE_DIR/hft-workbench-loops`` when Numba's cache is redirected, else
+``~/.cache/hft-workbench/loops``).
 """
 from __future__ import annotations
 
@@ -164,8 +171,8 @@ def _inline_copy(disp, memo: dict):
 
 
 def inline_loop(kind: str):
-    """The replay loop ``kind`` (``"l3"``/``"l2"``) as an always-inlined kernel (what the
-    generated modules call)."""
+    """The loop ``kind`` (``"l3"``, ``"l2"``, ``"pipeline"``) as an always-inlined kernel
+    (what the generated modules call)."""
     return _inline_copy(_loop_kernel(kind), {})
 
 
@@ -186,6 +193,12 @@ def _kernel_prints() -> dict[str, str]:
         pass
     deps = {m: jit._imports(m, p, modules) for m, p in modules.items()}
     return jit._fingerprints(modules, digest, deps)
+
+
+try:  # read now, close to when the kernels were imported (what this process runs)
+    _kernel_prints()
+except Exception:  # noqa: BLE001 - recomputed on first use
+    _kernel_prints.cache_clear()
 
 
 def _kernels_key(module: str) -> str | None:
@@ -529,6 +542,11 @@ class _Plan:
             return None
         home = _home(value, name.split(".")[-1])
         token = _module_token(home[0]) if home else None
+        if home is not None and token is None and isinstance(value, type):
+            try:  # a class of a user module (an IntEnum, say): its source
+                token = "class " + hashlib.sha1(inspect.getsource(value).encode()).hexdigest()
+            except (OSError, TypeError):
+                token = None
         if home is None or token is None:
             raise Refused(f"{label} reads the global {name!r} ({type(value).__name__}), which is "
                            "neither a constant, a module, a compiled function nor a library object")
@@ -583,8 +601,8 @@ def _slug(text: str) -> str:
 
 
 def _write_once(path: Path, text: str) -> None:
-    """Create ``path`` with ``text`` unless it exists (atomic; never rewrites: Numba keys
-    its cache on the file's time stamp)."""
+    """Create ``path`` with ``text`` unless it exists (atomic, so a concurrent process
+    never imports half a file)."""
     if path.exists():
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
