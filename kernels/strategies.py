@@ -18,11 +18,12 @@ Every strategy has the one signature the loop (``kernels.backtest.l3.run_l3``) c
 
 A user strategy is any ``@numba.njit`` function with that signature (see notebook 06).
 Bundled: :func:`mm_skew` (market making with inventory skew), :func:`avellaneda_stoikov`,
-:func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout), and
-:func:`no_strategy` (never trades). Backtest-only, not in the registry (the live pipeline
-has no timer and its engine refuses post-only orders): :func:`post_only_quotes`, a
-timer-driven post-only (``GTX``) quoter, row :data:`POST_ONLY_QUOTES`
-(``Backtest(...).strategy(POST_ONLY_QUOTES, qty=...)``).
+:func:`grid_mm`, :func:`momentum` (moving-average crossover or breakout),
+:func:`follow_flow` (trades with the informed order flow: the one that makes money on the
+embedded sample, see its docstring), and :func:`no_strategy` (never trades).
+Backtest-only, not in the registry (the live pipeline has no timer and its engine refuses
+post-only orders): :func:`post_only_quotes`, a timer-driven post-only (``GTX``) quoter, row
+:data:`POST_ONLY_QUOTES` (``Backtest(...).strategy(POST_ONLY_QUOTES, qty=...)``).
 
 The registry ``STRATEGIES`` (at the end) lists each one with its parameters (name, slot
 in ``params``, default, range, unit); the backtester, the live pipeline, the widgets and
@@ -36,7 +37,8 @@ import numpy as np
 
 from .jit import kernel
 from .registry import Entry, Param, Registry
-from .records import A_CANCEL, A_NEW, BUY, GTC, GTX, IOC, OS_FREE, OS_PENDING_CANCEL, SELL, W_TIMER
+from .records import (A_CANCEL, A_NEW, BUY, GTC, GTX, IOC, OS_FREE, OS_PENDING_CANCEL, SELL,
+                      W_MARKET, W_TIMER)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -270,6 +272,115 @@ def momentum(ctx, view, orders, params, actions):
     return 0
 
 
+FF_QTY = 0             # per order
+FF_MAX_POSITION = 1    # |position| it never exceeds (in-flight orders included)
+FF_FLOW_TAU_S = 2      # decay time of the flow signal, seconds
+FF_QUOTE_FLOW = 3      # |flow| from which it rests a quote on the flow's side
+FF_TAKE_FLOW = 4       # |flow| from which it also takes at the touch (0: never takes)
+FF_N_PARAMS = 5
+
+
+@kernel
+def _rest_at(orders, actions, n, side, price, qty):
+    """:func:`requote` for resting orders only: keep one ``GTC`` order on ``side`` at
+    ``price`` (``price <= 0``: none), leaving in-flight ``IOC`` orders alone."""
+    have = False
+    for k in range(len(orders)):
+        o = orders[k]
+        if o.state == OS_FREE or o.side != side or o.state == OS_PENDING_CANCEL or o.tif == IOC:
+            continue
+        if price > 0 and o.price == price and not have:
+            have = True
+            continue
+        n = cancel(actions, n, o.order_id)
+    if not have and price > 0 and qty > 0:
+        n = place(actions, n, side, price, qty, GTC)
+    return n
+
+
+@kernel
+def _in_flight_ioc(orders, side):
+    """Quantity of own ``IOC`` orders on ``side`` not answered yet."""
+    q = np.int64(0)
+    for k in range(len(orders)):
+        o = orders[k]
+        if o.state != OS_FREE and o.side == side and o.tif == IOC:
+            q += o.leaves
+    return q
+
+
+@kernel
+def follow_flow(ctx, view, orders, params, actions):
+    """Trade with the informed order flow, never against it.
+
+    The signal, ``flow``: the net count of marketable executions the strategy has seen
+    (an execution whose aggressor bought +1, sold -1; read from the view's last trade,
+    so a repeat of the very same price, quantity and side is not counted), decaying
+    with time constant ``flow_tau_s``. Then:
+
+    * ``flow >= quote_flow``: rest one bid of ``qty`` at the best bid (kept in its queue
+      while the flow stays); ``flow <= -quote_flow``: one ask at the best ask. No quote
+      on the other side, and none at all while the flow is balanced.
+    * ``flow >= take_flow`` (``take_flow > 0``): also buy ``qty`` at the best ask with an
+      ``IOC`` order on each market update; ``flow <= -take_flow``: sell at the best bid.
+    * ``|position|`` never exceeds ``max_position`` (resting and in-flight orders
+      included); the position is carried until the flow turns the other way.
+
+    Why it makes money where a naive market maker loses (notebook 06, the README): in the
+    simulated market a marketable order buys with a probability that grows with the gap
+    between the latent fundamental and the book's mid, and the book catches up with the
+    fundamental only slowly. A run of marketable buys therefore announces a mid that
+    keeps rising for tens of seconds. A quote on the side being hit is filled by exactly
+    that flow (adverse selection: its markouts fall with the horizon); this strategy's
+    fills are on the other side of it: its resting bid is filled by the sellers trading
+    *against* the information, and its taker orders join the information. Measured
+    (``workbench.backtest.markout``): its markouts rise with the horizon, while a
+    market maker quoting both sides sees them fall. State in ``ctx.mem``: 0 the flow,
+    1 the local time it was last decayed to, 2 initialised, 3-5 the last trade seen."""
+    if view.bid <= 0 or view.ask <= 0:
+        return 0
+    m = ctx.mem
+    if m[2] == 0.0:            # the trade printed before the first wake is not counted
+        m[1] = ctx.ts
+        m[2] = 1.0
+        m[3] = view.last_price
+        m[4] = view.last_qty
+        m[5] = view.last_side
+    dt = (ctx.ts - m[1]) * 1e-9
+    if dt > 0.0:
+        m[0] *= math.exp(-dt / params[FF_FLOW_TAU_S])
+        m[1] = ctx.ts
+    if view.last_qty > 0 and (view.last_price != m[3] or view.last_qty != m[4]
+                              or view.last_side != m[5]):
+        m[0] += 1.0 if view.last_side == BUY else -1.0
+        m[3] = view.last_price
+        m[4] = view.last_qty
+        m[5] = view.last_side
+    flow = m[0]
+    qty = np.int64(params[FF_QTY])
+    maxp = np.int64(params[FF_MAX_POSITION])
+    quote = params[FF_QUOTE_FLOW]
+    take = params[FF_TAKE_FLOW]
+    pos = ctx.position
+    n = 0
+    # taking first: its room counts everything already open on that side
+    took = -1
+    if take > 0 and ctx.wake == W_MARKET:
+        if flow >= take and maxp - pos - ctx.open_bid_qty > 0:
+            n = place(actions, n, BUY, view.ask, min(qty, maxp - pos - ctx.open_bid_qty), IOC)
+            took = BUY
+        elif flow <= -take and maxp + pos - ctx.open_ask_qty > 0:
+            n = place(actions, n, SELL, view.bid, min(qty, maxp + pos - ctx.open_ask_qty), IOC)
+            took = SELL
+    # the resting quote on the flow's side (kept in its queue; none new beside a take)
+    room_buy = maxp - pos - _in_flight_ioc(orders, BUY)
+    room_sell = maxp + pos - _in_flight_ioc(orders, SELL)
+    bid = view.bid if flow >= quote and room_buy > 0 else 0
+    ask = view.ask if flow <= -quote and room_sell > 0 else 0
+    n = _rest_at(orders, actions, n, BUY, bid, 0 if took == BUY else min(qty, room_buy))
+    return _rest_at(orders, actions, n, SELL, ask, 0 if took == SELL else min(qty, room_sell))
+
+
 PQ_OFFSET_TICKS = 0    # bid at best bid - offset, ask at best ask + offset (negative: inside)
 PQ_QTY = 1
 PQ_MAX_POSITION = 2    # a side is pulled once |position| reaches it (0: no limit)
@@ -343,6 +454,17 @@ STRATEGIES = Registry("strategy", (
         _POSITION._replace(index=MOM_MAX_POSITION, default=300.0),
         Param("mode", MOM_MODE, 0.0, 0.0, 1.0, True, doc="0: EMA crossover, 1: breakout"),
     ), "EMA crossover (mode 0) or breakout (mode 1) with marketable IOC orders"),
+    Entry("follow_flow", follow_flow, (
+        Param("qty", FF_QTY, 100.0, 1.0, 1e12, True),
+        Param("max_position", FF_MAX_POSITION, 300.0, 1.0, 1e12, True,
+              doc="|position| it never exceeds, open orders included (it carries positions)"),
+        Param("flow_tau_s", FF_FLOW_TAU_S, 15.0, 1e-3, 1e6, unit="s",
+              doc="decay time of the flow signal (net marketable executions)"),
+        Param("quote_flow", FF_QUOTE_FLOW, 3.0, 0.0, 1e6,
+              doc="|flow| from which a quote rests on the flow's side"),
+        Param("take_flow", FF_TAKE_FLOW, 5.0, 0.0, 1e6,
+              doc="|flow| from which it also takes at the touch (0: never)"),
+    ), "trades with the informed order flow: quotes only on its side, takes when it is strong"),
 ))
 MAX_STRATEGY_PARAMS = 16   # the live pipeline's control array reserves this many slots
 

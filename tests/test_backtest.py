@@ -96,12 +96,75 @@ def test_accounting_identities(mm_result):
     assert mm_result.stats["maker_fills"] + mm_result.stats["taker_fills"] == fills.height
 
 
+def _bucket_sharpe(ts, equity, bucket_s, seconds_per_year):
+    """Plain Python: the last equity at or before each bucket edge, the changes between
+    edges, mean / sample sd, x sqrt(buckets per year); (sharpe or None, buckets)."""
+    step = int(bucket_s * 1e9)
+    n = (ts[-1] - ts[0]) // step
+    values, j = [], 0
+    for k in range(n + 1):
+        edge = ts[0] + k * step
+        while j + 1 < len(ts) and ts[j + 1] <= edge:
+            j += 1
+        values.append(equity[j])
+    changes = [b - a for a, b in zip(values, values[1:])]
+    if n < 30:
+        return None, n
+    mean = sum(changes) / len(changes)
+    sd = (sum((c - mean) ** 2 for c in changes) / (len(changes) - 1)) ** 0.5
+    return mean / sd * (seconds_per_year / bucket_s) ** 0.5, n
+
+
 def test_stats_and_frames(mm_result):
     s = mm_result.stats
     for key in ("total_pnl", "sharpe", "max_drawdown", "fill_rate", "mean_slippage_bps",
-                "turnover", "mean_abs_position", "max_abs_position"):
+                "turnover", "mean_abs_position", "max_abs_position", "maker_share"):
         assert np.isfinite(s[key]), key
     assert 0 < s["fill_rate"] <= 1
+    # the stated definitions, recomputed from the frames in plain Python
+    from workbench.backtest.results import STAT_DEFINITIONS
+
+    assert set(s) <= set(STAT_DEFINITIONS)
+    table = mm_result.stats_table()   # every stat, its value and its definition
+    assert table["stat"].to_list() == list(s)
+    assert table["definition"].to_list() == [STAT_DEFINITIONS[k] for k in s]
+    ts, equity = mm_result.equity["ts"].to_list(), mm_result.equity["equity"].to_list()
+    equities_year = 252 * 6.5 * 3600
+    sharpe, n = _bucket_sharpe(ts, equity, 60, equities_year)
+    assert s["sharpe_bucket_s"] == 60 and s["sharpe_buckets"] == n == 389  # 6.5 h of 60 s
+    assert s["sharpe_calendar"].startswith("equities")   # the simulator: exchange sessions
+    assert s["sharpe"] == pytest.approx(sharpe, rel=1e-9)
+    other = mm_result.performance(sharpe_bucket_s=300, calendar="crypto")
+    sharpe, n = _bucket_sharpe(ts, equity, 300, 365 * 24 * 3600)
+    assert other["sharpe"] == pytest.approx(sharpe, rel=1e-9) and other["sharpe_buckets"] == n
+    few = mm_result.performance(sharpe_bucket_s=1_000)   # 23 buckets: no number pretends
+    assert _bucket_sharpe(ts, equity, 1_000, equities_year) == (None, 23)
+    assert np.isnan(few["sharpe"]) and few["sharpe_buckets"] == 23
+    with pytest.raises(ValueError, match="calendar"):
+        mm_result.performance(calendar="weekdays")
+    with pytest.raises(ValueError, match="sharpe_bucket_s"):
+        mm_result.performance(sharpe_bucket_s=0)
+    # drawdown: the fall from the running peak; under water from the last row at the peak
+    # to the first row back at it (or to the end)
+    peak, peak_ts, max_dd, longest, under = equity[0], ts[0], 0.0, 0, False
+    for t, e in zip(ts, equity):
+        if e >= peak:
+            if under:
+                longest = max(longest, t - peak_ts)
+            peak, peak_ts, under = e, t, False
+        else:
+            max_dd, under = max(max_dd, peak - e), True
+    if under:
+        longest = max(longest, ts[-1] - peak_ts)
+    assert s["max_drawdown"] == pytest.approx(max_dd, abs=1e-9)
+    assert s["max_drawdown_duration_s"] == pytest.approx(longest / 1e9)
+    fills, orders = mm_result.fills, mm_result.orders
+    maker = sum(q for q, liq in zip(fills["qty"], fills["liquidity"]) if liq == "maker")
+    assert s["maker_share"] == pytest.approx(maker / sum(fills["qty"]))
+    assert s["maker_share"] + s["taker_share"] == pytest.approx(1.0)
+    sent = sum(q for q, st in zip(orders["qty"], orders["status"]) if st != "rejected")
+    assert s["sent_qty"] == sent and s["fill_rate"] == pytest.approx(sum(fills["qty"]) / sent)
+    assert "Sharpe" in mm_result.summary() and "60 s x 389" in mm_result.summary()
     assert s["max_abs_position"] <= 800 + 100  # risk limit (plus one in-flight order)
     assert s["total_pnl"] == pytest.approx(mm_result.equity["equity"][-1])
     assert mm_result.latency["count"][0] > 0 and mm_result.latency["p50"][0] > 0

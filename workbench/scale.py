@@ -223,6 +223,16 @@ def _warm_task(token: str, warm: Callable, shared) -> dict:
         return _WARMED[token]
 
 
+def _same(a, b) -> bool:
+    """Equal, NaN equal to NaN (a statistic that is NaN on a short warm-up slice, such as
+    a Sharpe ratio on too few buckets, is the same result on every worker)."""
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
 def check_warmups(warmed: Sequence[Mapping]) -> None:
     """Every worker must run this process's versions (same :func:`code_fingerprint`) and
     all must compute the same warm-up result: otherwise results could differ from the
@@ -233,9 +243,9 @@ def check_warmups(warmed: Sequence[Mapping]) -> None:
             raise RuntimeError(
                 f"a Dask worker runs other versions than this process ({w['fingerprint']} "
                 f"there, {mine} here): install the same ones on the workers")
-        if w["result"] != warmed[0]["result"]:
+        if not _same(w["result"], warmed[0]["result"]):
             diff = sorted(k for k in set(w["result"]) | set(warmed[0]["result"])
-                          if w["result"].get(k) != warmed[0]["result"].get(k))
+                          if not _same(w["result"].get(k), warmed[0]["result"].get(k)))
             raise RuntimeError(f"two Dask workers computed different warm-up results {diff}")
 
 

@@ -4,21 +4,23 @@ Numba compiles a kernel the first time it is called with a new combination of ar
 types, and keeps the machine code in its on-disk cache (``kernels.jit.kernel``:
 ``cache=True``). A student's first notebook therefore spends minutes compiling unless the
 cache is already full. Warm-up fills it: each *group* below runs the product's own paths
-(an ``Engine`` with adds, cancels, modifies and trades; backtests through
-``workbench.backtest`` on the L3 and the L2 loop; the FIX codec and acceptor; the feed
-loaders on tiny files written here; the live pipeline for a moment; ...) on tiny inputs,
-so the kernels are compiled for exactly the argument types the notebooks pass. Every
-bundled strategy, latency model and queue model is compiled for the types those loops
-pass it. A second run finds everything in the cache and takes seconds.
+(an ``Engine`` with adds, cancels, modifies and trades; a backtest with each bundled
+strategy through ``workbench.backtest``, on the L3 and the L2 loop; the FIX codec and
+acceptor; the feed loaders on tiny files written here; the live pipeline for a moment,
+switched through every strategy; ...) on tiny inputs, so the kernels are compiled for
+exactly the argument types the notebooks pass. The replay and pipeline loops are cached
+per strategy and model (``workbench.backtest.loopcache``), so each combination the lessons
+use is run once. A second run finds everything in the cache and takes seconds.
 
 What the report counts, per group (from Numba's own bookkeeping):
 
 ``compiled``    kernel signatures compiled in this run and written to the cache;
 ``cached``      signatures loaded from the on-disk cache (no compilation);
-``per_process`` compilations Numba cannot cache: the replay and pipeline loops take the
-                strategy as an argument, so they compile once per process whatever the
-                cache holds (their helpers are cached). They are counted apart so that
-                a warm run shows ``compiled == 0`` (``per_process_kernels`` names them);
+``per_process`` compilations Numba cannot cache (kernels declared ``cache=False``, the
+                loops when ``workbench.backtest.loopcache`` cannot cache them): they
+                compile once per process whatever the cache holds. They are counted
+                apart so that a warm run shows ``compiled == 0`` (``per_process_kernels``
+                names them);
 ``seconds``, ``cpu_seconds`` wall and CPU time (CPU: all threads of the process).
 
 Limits: a kernel is compiled for the types it is called with; a notebook that calls a
@@ -147,10 +149,11 @@ def _ring(work: Path) -> None:
     like a dead peer to the consumer's heartbeat check)."""
     import threading
 
+    from kernels import ring as kr
     from kernels.records import MESSAGE
 
     from .latency import LatencyRecorder
-    from .queues import MultiRing, Ring, SharedRing
+    from .queues import SPIN_BUDGET, MultiRing, Ring, SharedRing
     from .ring_harness import receive_sequence, send_paced, send_sequence, start_producer_thread
 
     ring = Ring(1 << 10)
@@ -166,12 +169,16 @@ def _ring(work: Path) -> None:
         local = Ring(2048)
         send_sequence(local, 256, batch=batch_size)
         receive_sequence(local, 256, batch=batch_size, timeout=60)
-    paced = Ring(2048)
-    send_paced(paced, 100, gap_ns=1_000)
-    receive_sequence(paced, 100, histogram=rec.hist, batch=1, timeout=60)
-    producer = start_producer_thread(ring, 2_000, batch=64)        # now warm: the threaded run
+    paced = Ring(64)
+    header, slots = paced.views()
+    kr.produce_paced(header, slots, 0, 0, 1_000, SPIN_BUDGET)    # compiled; sends nothing
+    producer = start_producer_thread(ring, 2_000, batch=64)        # now warm: the threaded runs
     receive_sequence(ring, 2_000, timeout=60)
     producer.join()
+    sender = threading.Thread(target=send_paced, args=(paced, 100), kwargs={"gap_ns": 1_000})
+    sender.start()       # one message at a time, each once the ring is empty: needs the consumer
+    receive_sequence(paced, 100, histogram=rec.hist, batch=1, timeout=60)
+    sender.join()
     small = Ring(32)
     sender = threading.Thread(target=send_sequence, args=(small, 500))
     sender.start()
@@ -324,10 +331,10 @@ def _binance_capture(path: Path) -> Path:
 
 
 def _backtest(work: Path) -> None:
-    """``workbench.backtest`` on the L3 loop (a short simulated session) and the L2 loop
-    (a Binance capture): risk limits, constant and sampled latencies, a sweep, then every
-    bundled strategy, latency model and queue model (see :func:`_same_interface`)."""
-    from kernels.backtest import latency_models, queue_models
+    """``workbench.backtest``: every bundled strategy on the L3 loop (a short simulated
+    session), risk limits, sampled latencies, a sweep, and the L2 loop (a Binance capture)
+    with each bundled queue model. The loops are cached per (strategy, latency model,
+    queue model) (``workbench.backtest.loopcache``), so each pair the lessons use is run."""
     from kernels.strategies import STRATEGIES
 
     from .backtest import Backtest, sweep
@@ -335,38 +342,22 @@ def _backtest(work: Path) -> None:
     from .data.synthetic import simulate
 
     events = load_events(simulate(n_symbols=1, seed=5, duration_s=120, rate=10.0))
-    result = (Backtest(events).strategy("mm_skew").latency(50, 100, 50).fees(maker_bps=-0.2, taker_bps=0.3)
-              .risk(max_position=500, max_order_qty=500, price_band_bps=100, max_orders_per_window=5,
-                    rate_window_s=1).run(progress=False))
-    result.summary(), result.fills, result.orders, result.stats
+    for name in STRATEGIES.names():
+        result = (Backtest(events).strategy(name).latency(50, 100, 50)
+                  .fees(maker_bps=-0.2, taker_bps=0.3).run(progress=False))
+        result.summary(), result.fills, result.orders, result.stats
+    (Backtest(events).strategy("mm_skew").latency(50, 100, 50)
+     .risk(max_position=500, max_order_qty=500, price_band_bps=100, max_orders_per_window=5,
+           rate_window_s=1).run(progress=False))
     rng = np.random.default_rng(1)
     samples = {k: rng.lognormal(np.log(40_000), 0.5, 100).astype(np.int64)
                for k in ("feed", "entry", "response")}
     Backtest(events).strategy("mm_skew").latency(samples_ns=samples).run(progress=False)
     sweep(Backtest(events).strategy("mm_skew"), {"half_spread_ticks": [1, 2]}, progress=False)
     capture = _binance_capture(work / "warm_binance_l2.gz")
-    (Backtest(str(capture)).strategy("mm_skew", qty=100_000, max_position=1_000_000)
-     .latency(50, 100, 50).queue_model("power", n=2).run(progress=False))
-    _same_interface([e.fn for e in STRATEGIES])
-    _same_interface([latency_models.constant_latency, latency_models.sampled_latency])
-    _same_interface([queue_models.risk_averse, queue_models.power_prob, queue_models.log_prob])
-
-
-def _same_interface(family) -> None:
-    """Compile every kernel of ``family`` (bundled strategies, latency models, queue
-    models: one interface each) for the argument types the loops passed to whichever
-    members ran. The replay and pipeline loops take these kernels as arguments and
-    cannot be cached themselves (they compile once per process and kernel), but the
-    kernels they call are: compiling each member here is what the loop would have
-    compiled, without compiling the loop once per member. Those loops load them from
-    the cache in the notebooks."""
-    from numba.core.dispatcher import Dispatcher
-
-    family = [fn for fn in family if isinstance(fn, Dispatcher) and _cacheable(fn)]
-    signatures = {sig for fn in family for sig in fn.signatures}
-    for fn in family:
-        for sig in signatures:
-            fn.compile(sig)
+    for model, kw in (("risk_averse", {}), ("power", {"n": 2}), ("log", {})):
+        (Backtest(str(capture)).strategy("mm_skew", qty=100_000, max_position=1_000_000)
+         .latency(50, 100, 50).queue_model(model, **kw).run(progress=False))
 
 
 def _live(work: Path) -> None:
@@ -389,9 +380,10 @@ def _live(work: Path) -> None:
         while pipe.totals()["received"] < 2_000 and time.monotonic() < deadline:
             time.sleep(0.05)
         pipe.sampler().sample()
+        for name in kstrat.STRATEGIES.names():     # the consumer loop of every strategy
+            pipe.set_strategy(name)                # (compiled here, before the switch)
     finally:
         pipe.stop()
-    _same_interface([e.fn for e in kstrat.STRATEGIES])
 
 
 def _journal(work: Path) -> None:
@@ -420,22 +412,25 @@ def _journal(work: Path) -> None:
 
 
 def _lessons(work: Path) -> None:
-    """The lesson kernels: memory access patterns (notebook 03); VWAP variants, the
-    staged trade loop and a memory-mapped book (notebook 16)."""
-    from kernels import vwap as kv
+    """The memory-access lesson kernels (notebook 03)."""
     from kernels.access import gather_sum, notional_sum
     from kernels.records import ORDER
-
-    from . import mmap_book, profiling
-    from . import vwap as wv
-    from .data.order_mix import MixSettings, order_mix
-    from .data.synthetic import simulate
 
     values = np.arange(1_000, dtype=np.int64)
     gather_sum(values, np.arange(1_000))
     orders = np.zeros(100, dtype=ORDER)
     notional_sum(orders["price"], orders["qty"])                           # strided fields
     notional_sum(orders["price"].copy(), orders["qty"].copy())              # columns
+
+
+def _vwap(work: Path) -> None:
+    """VWAP variants, the staged trade loop and a memory-mapped book (notebook 16)."""
+    from kernels import vwap as kv
+
+    from . import mmap_book, profiling
+    from . import vwap as wv
+    from .data.order_mix import MixSettings, order_mix
+    from .data.synthetic import simulate
 
     rng = np.random.default_rng(16)
     p, q = rng.random(1_000) * 100, rng.random(1_000) * 10
@@ -503,6 +498,7 @@ GROUPS: dict[str, Callable[[Path], None]] = {
     "live": _live,
     "journal": _journal,
     "lessons": _lessons,
+    "vwap": _vwap,
     "batching": _batching,
     "defi": _defi,
 }
@@ -632,8 +628,9 @@ def _dispatchers(extra: dict | None = None) -> list:
     from numba.core.dispatcher import Dispatcher
 
     found = dict(extra or {})
+    prefixes = ("kernels.", "workbench.", "wbloop_")    # wbloop_: workbench.backtest.loopcache
     for name, module in list(sys.modules.items()):
-        if module is None or not (name == "kernels" or name.startswith(("kernels.", "workbench."))):
+        if module is None or not (name == "kernels" or name.startswith(prefixes)):
             continue
         for value in list(vars(module).values()):
             if isinstance(value, Dispatcher):

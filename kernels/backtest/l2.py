@@ -63,8 +63,8 @@ from .state import (
     ACC_MID, BC_ASK, BC_ASK_QTY, BC_BID, BC_BID_QTY, BC_CANCELS, BC_ENTRY_HEAD, BC_EVENTS,
     BC_EXCH_REJECTS, BC_FEED_HEAD, BC_FEED_LAST, BC_FEED_PUSHES, BC_FEED_TAIL,
     BC_LAST_PRICE, BC_LAST_QTY, BC_LAST_SIDE, BC_NEXT_STEP_TS, BC_RESTING, BC_STATUS,
-    BC_TRADE_THROUGH, BC_WAKES, BT_OK, FM_ALL_OR_NONE, FM_NO_PARTIAL, G_FILL_MODE,
-    G_RECORD_EVERY_NS, M_LEVELS, M_LOW, M_OUT_OF_WINDOW, M_TICK,
+    BC_NEXT_TIMER, BC_TRADE_THROUGH, BC_WAKES, BT_OK, FM_ALL_OR_NONE, FM_NO_PARTIAL,
+    G_FILL_MODE, G_RECORD_EVERY_NS, G_TIMER_NS, M_LEVELS, M_LOW, M_OUT_OF_WINDOW, M_TICK,
 )
 
 
@@ -376,6 +376,7 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
     last_ts = events[n_events - 1].ts if n_events > 0 else l3.INF_TS
     if n_events > 0:
         l3.timer_start(c, events[0].ts)
+    timer_on = s.cfg[G_TIMER_NS] > 0 and n_events > 0
     lp = s.lat_params
     lt = s.lat_table
     rng = s.rng
@@ -386,7 +387,10 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
     while s.cnt[BC_STATUS] == BT_OK:
         tr, tf, te = l3.next_times(c)
         t = min(tr, min(tf, te))
-        tt = l3.timer_next(c, last_ts)
+        # the next timer wake (none after the last market event)
+        tt = s.cnt[BC_NEXT_TIMER] if timer_on else l3.INF_TS
+        if tt >= last_ts:
+            tt = l3.INF_TS
         tx = events[i].ts if i < stop else l3.INF_TS
         if i >= stop and (t == l3.INF_TS or t > limit_ts) and tt >= limit_ts:
             break

@@ -320,17 +320,6 @@ def timer_start(c, first_ts):
 
 
 @kernel
-def timer_next(c, last_ts):
-    """Exchange time of the next timer wake; INF_TS when off or not before ``last_ts``
-    (the last market event: no wakes after the data)."""
-    s = backtest_views(c)
-    t = s.cnt[BC_NEXT_TIMER]
-    if s.cfg[G_TIMER_NS] <= 0 or t <= 0 or t >= last_ts:
-        return INF_TS
-    return t
-
-
-@kernel
 def timer_fire(c, t):
     """The timer wakes the strategy at ``t``: set ``ctx`` and arm the next wake."""
     s = backtest_views(c)
@@ -842,6 +831,7 @@ def run_l3(strategy, latency, context, events, start, stop):
     last_ts = events[n_events - 1].ts if n_events > 0 else INF_TS
     if n_events > 0:
         timer_start(c, events[0].ts)
+    timer_on = s.cfg[G_TIMER_NS] > 0 and n_events > 0
     lp = s.lat_params
     lt = s.lat_table
     rng = s.rng
@@ -851,7 +841,10 @@ def run_l3(strategy, latency, context, events, start, stop):
     while s.cnt[BC_STATUS] == BT_OK:
         tr, tf, te = next_times(c)
         t = min(tr, min(tf, te))
-        tt = timer_next(c, last_ts)
+        # the next timer wake (none after the last market event)
+        tt = s.cnt[BC_NEXT_TIMER] if timer_on else INF_TS
+        if tt >= last_ts:
+            tt = INF_TS
         tx = events[i].ts if i < stop else INF_TS
         if i >= stop and (t == INF_TS or t > limit_ts) and tt >= limit_ts:
             break

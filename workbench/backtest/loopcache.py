@@ -457,7 +457,8 @@ class _Plan:
         source = _def_source(py)
         options = {}
         if isinstance(fn, Dispatcher):
-            options = {k: v for k, v in fn.targetoptions.items() if k != "cache"}
+            options = {k: v for k, v in fn.targetoptions.items()
+                       if k not in ("cache", "nopython")}   # njit sets nopython itself
             for k, v in options.items():
                 text = repr(v)
                 try:

@@ -106,8 +106,29 @@ def _tick_of(result) -> float:
     return float(tick)
 
 
+_SUMMARY_SCHEMA = {"horizon_s": pl.Float64, "n_fills": pl.Int64, "qty": pl.Int64,
+                   "edge_ticks": pl.Float64, "adverse_ticks": pl.Float64,
+                   "markout_ticks": pl.Float64, "markout": pl.Float64}
+
+
+def _summary_row(per_fill: pl.DataFrame, h: float, tick: float) -> dict:
+    """One horizon of :func:`markout_summary` over the fills of ``per_fill``."""
+    tag = horizon_label(h)
+    have = per_fill.filter(pl.col(f"mid_{tag}").is_not_null())
+    qty = int(have["qty"].sum()) if have.height else 0
+
+    def per_share(column: str) -> float:
+        return float(have[column].sum()) / qty / tick if qty else math.nan
+
+    return {"horizon_s": h, "n_fills": have.height, "qty": qty, "edge_ticks": per_share("edge"),
+            "adverse_ticks": per_share(f"adverse_{tag}"),
+            "markout_ticks": per_share(f"markout_{tag}"),
+            "markout": float(have[f"markout_{tag}"].sum()) if have.height else 0.0}
+
+
 def markout_summary(results, horizons_s: Iterable[float] = DEFAULT_HORIZONS_S, *,
-                    mids: pl.DataFrame | None = None, tick: float | None = None) -> pl.DataFrame:
+                    mids: pl.DataFrame | None = None, tick: float | None = None,
+                    by: str | None = None) -> pl.DataFrame:
     """Markouts per horizon, per share and in ticks: one row per horizon (per strategy
     when ``results`` is a dict ``{name: BacktestResult}``, with a ``strategy`` column).
 
@@ -118,8 +139,11 @@ def markout_summary(results, horizons_s: Iterable[float] = DEFAULT_HORIZONS_S, *
     (= edge - adverse: what a share earned, marked ``h`` later); ``markout`` =
     sum(markout_h) in currency (fees excluded). Averages are weighted by quantity; NaN
     when no fill has a mid ``h`` later. ``tick``: currency per tick (default: the
-    result's own)."""
+    result's own). ``by="liquidity"`` (or ``"side"``): one row per value of that
+    column of the fills as well (maker and taker fills apart)."""
     horizons = _horizons(horizons_s)
+    if by not in (None, "liquidity", "side"):
+        raise ValueError(f"by={by!r} must be None, 'liquidity' or 'side'")
     if isinstance(results, Mapping):
         named = list(results.items())
         if not named:
@@ -132,21 +156,11 @@ def markout_summary(results, horizons_s: Iterable[float] = DEFAULT_HORIZONS_S, *
         if not math.isfinite(t) or t <= 0:
             raise ValueError(f"tick={tick!r} must be a positive price step")
         per_fill = markout(result, horizons, mids=mids)
-        rows = []
-        for h in horizons:
-            tag = horizon_label(h)
-            have = per_fill.filter(pl.col(f"mid_{tag}").is_not_null())
-            qty = int(have["qty"].sum()) if have.height else 0
-            per_share = (lambda col: float(have[col].sum()) / qty / t) if qty else (lambda col: math.nan)
-            rows.append({"horizon_s": h, "n_fills": have.height, "qty": qty,
-                         "edge_ticks": per_share("edge"),
-                         "adverse_ticks": per_share(f"adverse_{tag}"),
-                         "markout_ticks": per_share(f"markout_{tag}"),
-                         "markout": float(have[f"markout_{tag}"].sum()) if have.height else 0.0})
-        frame = pl.DataFrame(rows, schema={"horizon_s": pl.Float64, "n_fills": pl.Int64,
-                                           "qty": pl.Int64, "edge_ticks": pl.Float64,
-                                           "adverse_ticks": pl.Float64,
-                                           "markout_ticks": pl.Float64, "markout": pl.Float64})
+        groups = [(None, per_fill)] if by is None else \
+            [(v, per_fill.filter(pl.col(by) == v)) for v in sorted(per_fill[by].unique().to_list())]
+        rows = [_summary_row(part, h, t) | ({} if by is None else {by: value})
+                for value, part in groups for h in horizons]
+        frame = pl.DataFrame(rows, schema={**({} if by is None else {by: pl.Utf8}), **_SUMMARY_SCHEMA})
         if name is not None:
             frame = frame.select(pl.lit(str(name)).alias("strategy"), pl.all())
         frames.append(frame)

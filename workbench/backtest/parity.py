@@ -22,7 +22,9 @@ The reference (:func:`simulate`) is written from hftbacktest's documentation (it
   exchange order arrivals; at equal times hftbacktest's ``EventSet`` takes them in that
   order (``same_ts="hftbacktest"``);
 * ``elapse(N)``: the strategy acts at ``t0 + k*N`` (``t0`` the first event) after every
-  event stamped at or before it, as long as data remains after it;
+  event stamped at or before it, as long as market data remains after it (hftbacktest
+  also keeps elapsing after the last row while order messages are in flight; our loops
+  never wake the strategy after the last market event, and the reference follows ours);
 * an order reaches the exchange ``entry_ns`` after it was sent, a response reaches the
   strategy ``response_ns`` after the exchange produced it;
 * a new post-only (GTX) order at or through the opposite best is expired (rejected);
@@ -65,7 +67,8 @@ import polars as pl
 
 from kernels import records as R
 
-__all__ = ["ParityReport", "parity_check", "simulate", "workbench_run", "slice_market"]
+__all__ = ["ParityReport", "default_capture", "parity_check", "simulate", "slice_market",
+           "workbench_run"]
 
 _INF = float("inf")
 _FILLS = ("partial", "no_partial")
@@ -540,7 +543,7 @@ def parity_check(data, rows: int = 20_000, *, timer_us: float = 100_000.0,
                  entry_us: float = 1_000.0, response_us: float = 1_000.0, feed_us: float = 0.0,
                  qty: int = 100_000, offset_ticks: int = 0, max_position: int = 0,
                  fills: str = "no_partial", queue: str = "risk_averse", queue_n: float = 2.0,
-                 same_ts: str = "workbench", partial_rule: str = "consume") -> ParityReport:
+                 same_ts: str = "hftbacktest", partial_rule: str = "hftbacktest") -> ParityReport:
     """Run the post-only quoter (``kernels.strategies.POST_ONLY_QUOTES``, woken every
     ``timer_us``) on the first ``rows`` rows of an L2 capture (a path, e.g.
     ``../shared/data/binance/binance_spot_btcusdt_20240808.gz``, or a ``MarketData``)
@@ -549,7 +552,9 @@ def parity_check(data, rows: int = 20_000, *, timer_us: float = 100_000.0,
     ``fills``: ``"no_partial"`` (hftbacktest's ``NoPartialFillExchange``) or ``"partial"``;
     ``queue``: ``"risk_averse"``, ``"power"`` (``queue_n``) or ``"log"``; ``same_ts`` and
     ``partial_rule``: which side's rule the reference runs where the two models differ
-    on purpose (module docstring). ``qty`` in the capture's quantity units.
+    on purpose (module docstring; the defaults are hftbacktest's, so with partial fills
+    pass ``partial_rule="consume"`` to compare like with like). ``qty`` in the capture's
+    quantity units.
 
     >>> report = parity_check("../shared/data/binance/binance_spot_btcusdt_20240808.gz")
     >>> print(report.summary()); report.table()

@@ -117,3 +117,29 @@ def write_html(result, path: Path, title: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def markout_plot(summary: pl.DataFrame, width: int = 700, height: int = 320):
+    """Markout per share (ticks) against the horizon, one line per strategy (and per
+    liquidity when the summary has that column): the frame of
+    ``workbench.backtest.markout.markout_summary``, drawn as it is. A line falling below
+    zero is adverse selection; one rising is a strategy on the right side of the flow."""
+    from bokeh.models import ColumnDataSource, Span
+    from bokeh.palettes import Category10
+    from bokeh.plotting import figure
+
+    keys = [c for c in ("strategy", "liquidity") if c in summary.columns]
+    fig = figure(title="Markout per share after the fills", x_axis_label="horizon (s)",
+                 y_axis_label="markout (ticks per share)", width=int(width), height=int(height))
+    groups = summary.partition_by(keys, maintain_order=True) if keys else [summary]
+    for part, color in zip(groups, Category10[10] * (len(groups) // 10 + 1)):
+        label = " ".join(str(part[k][0]) for k in keys) or "markout"
+        src = ColumnDataSource({"horizon_s": part["horizon_s"].to_numpy(),
+                                "markout_ticks": part["markout_ticks"].to_numpy()})
+        fig.line("horizon_s", "markout_ticks", source=src, color=color, line_width=2,
+                 legend_label=label)
+        fig.scatter("horizon_s", "markout_ticks", source=src, color=color, size=6,
+                    legend_label=label)
+    fig.add_layout(Span(location=0, dimension="width", line_color="gray", line_dash="dashed"))
+    _legend_beside(fig)
+    return fig

@@ -279,6 +279,18 @@ class BacktestResult:
         return performance_stats(self.equity, self.fills, sharpe_bucket_s=sharpe_bucket_s,
                                  calendar=calendar)
 
+    def stats_table(self) -> pl.DataFrame:
+        """Every statistic with its value (as text) and its definition
+        (:data:`STAT_DEFINITIONS`), one row each, in the order of ``stats``."""
+        def text(v) -> str:
+            if isinstance(v, float):
+                return "NaN" if math.isnan(v) else f"{v:,.4f}" if abs(v) < 1e6 else f"{v:,.0f}"
+            return str(v)
+
+        return pl.DataFrame({"stat": list(self.stats),
+                             "value": [text(v) for v in self.stats.values()],
+                             "definition": [STAT_DEFINITIONS.get(k, "") for k in self.stats]})
+
     def plot(self):
         """Bokeh dashboard: P&L, inventory, quotes vs mid with fills, tick-to-trade."""
         from .plots import dashboard
