@@ -22,6 +22,7 @@ from tests import jupyter_lab as lab
 
 NOTEBOOK_DIR = lab.REPO / "notebooks"
 SCREENSHOTS = lab.REPO / "build" / "screenshots"
+TIMES = lab.REPO / "build" / "notebook-times.jsonl"
 # cold caches make the first notebook of a worker slow; the others hit Numba's disk cache
 TIMEOUT_S = 900
 
@@ -178,9 +179,14 @@ def check_run(path: Path, report: dict) -> None:
             f"{path.name}: {plots['plots'] - plots['drawn']} of {plots['plots']} bokeh plots drew no canvas")
         shot = report["screenshot"]
         assert shot.exists() and shot.stat().st_size > 10_000
-    print(json.dumps({"notebook": path.name, "seconds": round(report["seconds"], 1),
-                      "plots": plots, "screenshot": str(report["screenshot"]),
-                      "js_errors": report["js_errors"][:3]}))
+    line = json.dumps({"notebook": path.name, "seconds": round(report["seconds"], 1),
+                       "runner": "browser" if plots is not None else "nbmake",
+                       "plots": plots, "screenshot": str(report["screenshot"]),
+                       "js_errors": report["js_errors"][:3]})
+    print(line)
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    with open(TIMES, "a") as f:   # one line per run: the README's runtime table reads these
+        f.write(line + "\n")
 
 
 def make_fixture():

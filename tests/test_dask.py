@@ -264,16 +264,15 @@ def test_lesson_checkers_tell_right_from_wrong(bt, client, local_frame, capsys):
     from workbench.store.redis import RedisStore
 
     remote = sweep(bt, GRID, executor=client, progress=False)
-    assert teaching.check_cluster_sweep(remote, bt, GRID)
-    assert not teaching.check_cluster_sweep(
-        remote.with_columns(pl.col("n_fills") + 1), bt, GRID)
-    assert not teaching.check_cluster_sweep(remote.reverse(), bt, GRID)
-    assert not teaching.check_cluster_sweep(None, bt, GRID)
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("right:") and "['n_fills']" in out[1] and "grid order" in out[2]
+    verdicts = [teaching.check_cluster_sweep(remote, bt, GRID),
+                teaching.check_cluster_sweep(remote.with_columns(pl.col("n_fills") + 1), bt, GRID),
+                teaching.check_cluster_sweep(remote.reverse(), bt, GRID),
+                teaching.check_cluster_sweep(None, bt, GRID)]
+    assert [bool(v) for v in verdicts] == [True, False, False, False]
+    assert "['n_fills']" in verdicts[1].message and "grid order" in verdicts[2].message
     assert teaching.check_overhead_ms(7.8125, dask_sec=4.3, serial_sec=8.1, workers=2, tasks=64)
-    assert not teaching.check_overhead_ms(0.0078125, dask_sec=4.3, serial_sec=8.1, workers=2, tasks=64)
-    assert "multiply by 1000" in capsys.readouterr().out
+    wrong = teaching.check_overhead_ms(0.0078125, dask_sec=4.3, serial_sec=8.1, workers=2, tasks=64)
+    assert not wrong and "multiply by 1000" in wrong.message
     assert teaching.check_redis_key(RedisStore.key(("yahoo", "1d", "AAPL", "2020-01-01")).encode())
     assert not teaching.check_redis_key("yahoo/1d/AAPL/2020-01-01.parquet")
 

@@ -92,6 +92,13 @@ def test_hand_made_tape():
     _assert_matches(frame, _ref_rows(r.fills, finer, horizons), horizons)
     half_tick = markout_summary(r, horizons, tick=0.005)
     np.testing.assert_allclose(half_tick["markout_ticks"], 2 * summary["markout_ticks"])
+    # quantities in units of 1/1000 of the instrument (a crypto capture's qty_scale): the
+    # currency columns shrink 1000-fold, the markout per instrument unit is unchanged
+    milli = SimpleNamespace(fills=r.fills, equity=r.equity, config={"tick": 0.01, "qty_scale": 1000})
+    np.testing.assert_allclose(markout(milli, horizons)["markout_3s"].drop_nulls(),
+                               markout(r, horizons)["markout_3s"].drop_nulls() / 1000)
+    np.testing.assert_allclose(markout_summary(milli, horizons)["markout_ticks"],
+                               summary["markout_ticks"])
 
 
 def test_no_fills_and_bad_input():

@@ -34,11 +34,13 @@ from __future__ import annotations
 import gzip
 import importlib
 import json
+import logging
 import os
 import pkgutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -519,11 +521,12 @@ class GroupReport:
     error: str | None = None
     cpu_seconds: float = 0.0
     per_process_kernels: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         out = {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                "compiled": self.compiled, "cached": self.cached, "per_process": self.per_process,
-               "per_process_kernels": list(self.per_process_kernels)}
+               "per_process_kernels": list(self.per_process_kernels), "warnings": list(self.warnings)}
         if self.error is not None:
             out["error"] = self.error
         return out
@@ -558,6 +561,9 @@ class WarmupReport:
         cpu = sum(g.cpu_seconds for g in self.groups)
         out.append(f"{'total':10} {self.seconds:8.1f} {cpu:7.1f} {t['compiled']:9d} {t['cached']:7d} "
                    f"{t['per_process']:12d}")
+        n_warnings = sum(len(g.warnings) for g in self.groups)
+        if n_warnings:
+            out.append(f"{n_warnings} warning(s) raised by the lessons' code paths (see --json)")
         if self.not_compiled:
             out.append(f"not reached by any group ({len(self.not_compiled)}): "
                        + ", ".join(self.not_compiled))
@@ -566,6 +572,17 @@ class WarmupReport:
         if t["compiled"] == 0 and self.ok:
             out.append("everything was already in the cache: the notebooks start warm")
         return out
+
+
+class _Collect(logging.Handler):
+    """Log records of WARNING and above, kept for the report instead of printed."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record) -> None:
+        self.messages.append(f"{record.name}: {' '.join(record.getMessage().split())}")
 
 
 class _Counter:
@@ -711,14 +728,23 @@ def warmup(only=None, progress: bool = True, report_missing: bool | None = None)
                 names0 = len(counter.per_process_names)
                 t0, cpu0 = time.perf_counter(), time.process_time()
                 error = None
-                try:
-                    GROUPS[name](work)
-                except Exception as exc:  # noqa: BLE001 - reported, the other groups still run
-                    error = f"{type(exc).__name__}: {exc}"
+                logged = _Collect()
+                logging.getLogger().addHandler(logged)
+                with warnings.catch_warnings(record=True) as caught:   # reported, not printed
+                    warnings.simplefilter("always")
+                    try:
+                        GROUPS[name](work)
+                    except Exception as exc:  # noqa: BLE001 - reported, the other groups still run
+                        error = f"{type(exc).__name__}: {exc}"
+                    finally:
+                        logging.getLogger().removeHandler(logged)
+                seen = tuple(dict.fromkeys(
+                    [f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught]
+                    + logged.messages))
                 reports.append(GroupReport(
                     name, time.perf_counter() - t0, counter.compiled - compiled0, counter.hits() - hits0,
                     counter.per_process - per0, error, time.process_time() - cpu0,
-                    tuple(sorted(set(counter.per_process_names[names0:])))))
+                    tuple(sorted(set(counter.per_process_names[names0:]))), seen))
                 if bar is not None:
                     bar.update(1)
     finally:

@@ -73,11 +73,14 @@ def markout(result, horizons_s: Iterable[float] = DEFAULT_HORIZONS_S, *,
     """One row per own fill of ``result`` (a ``BacktestResult``): ``ts``, ``side``,
     ``liquidity``, ``price``, ``qty``, ``mid`` (at the fill), ``edge``, then per horizon
     ``h``: ``mid_{h}s``, ``markout_{h}s`` and ``adverse_{h}s`` (currency, definitions in
-    the module docstring; null when ``ts + h`` is past the last mid)."""
+    the module docstring; null when ``ts + h`` is past the last mid). ``qty`` counts the
+    data's quantity units; the currency columns divide by the result's ``qty_scale``
+    (units per instrument, e.g. a Binance capture's)."""
     horizons = _horizons(horizons_s)
     fills = result.fills
     mids = _check_mids(recorded_mids(result) if mids is None else mids)
-    sign = pl.when(pl.col("side") == "buy").then(1.0).otherwise(-1.0)
+    units = 1.0 / float((getattr(result, "config", None) or {}).get("qty_scale") or 1)
+    sign = pl.when(pl.col("side") == "buy").then(units).otherwise(-units)
     out = (fills.select("ts", "side", "liquidity", "price", "qty", "mid")
            .with_row_index("fill")
            .with_columns((sign * pl.col("qty") * (pl.col("mid") - pl.col("price"))).alias("edge")))
@@ -111,14 +114,15 @@ _SUMMARY_SCHEMA = {"horizon_s": pl.Float64, "n_fills": pl.Int64, "qty": pl.Int64
                    "markout_ticks": pl.Float64, "markout": pl.Float64}
 
 
-def _summary_row(per_fill: pl.DataFrame, h: float, tick: float) -> dict:
-    """One horizon of :func:`markout_summary` over the fills of ``per_fill``."""
+def _summary_row(per_fill: pl.DataFrame, h: float, tick: float, units: float) -> dict:
+    """One horizon of :func:`markout_summary` over the fills of ``per_fill`` (``units``:
+    instruments per quantity unit, 1 / qty_scale)."""
     tag = horizon_label(h)
     have = per_fill.filter(pl.col(f"mid_{tag}").is_not_null())
     qty = int(have["qty"].sum()) if have.height else 0
 
     def per_share(column: str) -> float:
-        return float(have[column].sum()) / qty / tick if qty else math.nan
+        return float(have[column].sum()) / (qty * units) / tick if qty else math.nan
 
     return {"horizon_s": h, "n_fills": have.height, "qty": qty, "edge_ticks": per_share("edge"),
             "adverse_ticks": per_share(f"adverse_{tag}"),
@@ -158,7 +162,8 @@ def markout_summary(results, horizons_s: Iterable[float] = DEFAULT_HORIZONS_S, *
         per_fill = markout(result, horizons, mids=mids)
         groups = [(None, per_fill)] if by is None else \
             [(v, per_fill.filter(pl.col(by) == v)) for v in sorted(per_fill[by].unique().to_list())]
-        rows = [_summary_row(part, h, t) | ({} if by is None else {by: value})
+        units = 1.0 / float((getattr(result, "config", None) or {}).get("qty_scale") or 1)
+        rows = [_summary_row(part, h, t, units) | ({} if by is None else {by: value})
                 for value, part in groups for h in horizons]
         frame = pl.DataFrame(rows, schema={**({} if by is None else {by: pl.Utf8}), **_SUMMARY_SCHEMA})
         if name is not None:

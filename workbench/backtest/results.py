@@ -256,7 +256,8 @@ class BacktestResult:
 
         return cls(equity, fills_f, orders, latency, stats,
                    {**bt.describe(), "safety": safety_report(), "tick": md.tick / scale,
-                    "calendar": calendar, "sharpe_bucket_s": bucket}, hist)
+                    "qty_scale": int(md.qty_scale), "calendar": calendar,
+                    "sharpe_bucket_s": bucket}, hist)
 
     # ------------------------------------------------------------------ views
     def summary(self) -> str:

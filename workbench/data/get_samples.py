@@ -93,8 +93,7 @@ class Sample:
     flag_columns: tuple[int, ...] = ()    # and which are true/false
 
 
-def _lobster(ticker: str, level: int, max_mb: int, sha256: dict | None = None,
-             note: str = "") -> Sample:
+def _lobster(ticker: str, level: int, max_mb: int, sha256: dict | None = None) -> Sample:
     zip_name = f"LOBSTER_SampleFile_{ticker}_2012-06-21_{level}.zip"
     stem = f"{ticker}_2012-06-21_34200000_57600000"
     # php.lobsterdata.com is the host that still serves the sample files to programs
@@ -102,7 +101,7 @@ def _lobster(ticker: str, level: int, max_mb: int, sha256: dict | None = None,
     urls = tuple(f"https://{host}/info/sample/{zip_name}"
                  for host in ("php.lobsterdata.com", "lobsterdata.com", "data.lobsterdata.com"))
     return Sample(f"lobster-{ticker.lower()}-{level}",
-                  f"LOBSTER {ticker} 2012-06-21, {level} level(s), NASDAQ full day{note}",
+                  f"LOBSTER {ticker} 2012-06-21, {level} level(s), NASDAQ full day",
                   "lobster", urls, (f"{stem}_message_{level}.csv", f"{stem}_orderbook_{level}.csv"),
                   max_mb * MiB, "lobster", sha256=dict(sha256 or {}))
 
@@ -440,9 +439,9 @@ def _one(sample: Sample, directory: Path, timeout: float, deadline_s: float, pro
             with _open_zip(download, url) as archive:
                 files = _extract(archive, sample, staging, url)
             for f in files:
-                want = sample.sha256.get(f.name)
-                if want is not None and _sha256(f) != want:
-                    raise DownloadError(f"{url}: {f.name} has SHA-256 {_sha256(f)[:16]}..., the "
+                want, got = sample.sha256.get(f.name), None
+                if want is not None and (got := _sha256(f)) != want:
+                    raise DownloadError(f"{url}: {f.name} has SHA-256 {got[:16]}..., the "
                                         f"published sample's is {want[:16]}...")
             notes = _CHECKS[sample.kind](files, sample)
         except DownloadError as exc:
