@@ -74,8 +74,14 @@ redis:
 			|| echo "redis-server could not be installed: the Redis tests will skip"; \
 	fi
 
-test: $(STAMP) browser redis wheelhouse
-	WORKBENCH_HEADLESS=1 $(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS)
+# The wheelhouse build waits on the network, the tests on the CPU: it runs beside them, and
+# tests/test_wheelhouse.py waits for its result (.wheelhouse.rc, its log .wheelhouse.log).
+test: $(STAMP) browser redis
+	@rm -f .wheelhouse.rc; \
+	( $(MAKE) --no-print-directory wheelhouse > .wheelhouse.log 2>&1; echo $$? > .wheelhouse.rc ) & \
+	WORKBENCH_HEADLESS=1 WORKBENCH_WHEELHOUSE_RC=.wheelhouse.rc \
+		$(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS); status=$$?; \
+	wait; exit $$status
 
 # The notebooks alone, headless through nbmake (quick while writing a lesson). `make test`
 # runs every notebook in JupyterLab + Chromium instead (tests/test_notebooks_browser_*.py).

@@ -3,8 +3,9 @@ the ``[lab]`` extra as wheels; a machine with no network installs the lab from i
 
 The test installs into a fresh venv with ``--no-index`` (pip never looks at an index), no
 pip cache and every proxy pointed at a closed local port, so a download attempt would
-fail rather than quietly succeed. ``make test`` builds ``wheelhouse/`` first (cheap when
-it is up to date); a plain ``pytest`` run without it skips with the reason.
+fail rather than quietly succeed. ``make test`` builds ``wheelhouse/`` beside the tests
+(cheap when it is up to date) and this test waits for it; a plain ``pytest`` run without a
+wheelhouse skips with the reason.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +43,27 @@ def _offline_env(tmp_path: Path) -> dict:
     return env
 
 
+def _wait_for_the_build() -> None:
+    """``make test`` builds the wheelhouse beside the tests (it waits on the network, they on
+    the CPU) and names the file its exit status lands in: wait for it, fail on a failure."""
+    rc_name = os.environ.get("WORKBENCH_WHEELHOUSE_RC")
+    if not rc_name:
+        return
+    rc_file = ROOT / rc_name
+    deadline = time.monotonic() + 1200
+    while not rc_file.is_file() or not rc_file.read_text().strip():
+        if time.monotonic() > deadline:
+            pytest.fail("the wheelhouse build beside the tests did not finish within 20 min")
+        time.sleep(1)
+    rc = rc_file.read_text().strip()
+    if rc != "0":
+        log = ROOT / ".wheelhouse.log"
+        tail = log.read_text()[-3000:] if log.is_file() else "(no log)"
+        pytest.fail(f"make wheelhouse failed (exit {rc}):\n{tail}")
+
+
 def test_the_lab_installs_offline_from_the_wheelhouse(tmp_path):
+    _wait_for_the_build()
     wheels = sorted(WHEELHOUSE.glob("*.whl")) if WHEELHOUSE.is_dir() else []
     if not (WHEELHOUSE / ".package-stamp").is_file() or not any(
             w.name.startswith("hft_workbench-") for w in wheels):

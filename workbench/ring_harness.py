@@ -156,6 +156,9 @@ def start_producer_thread(ring: Ring, n_messages: int, *, batch: int = 256) -> t
 
     thread = threading.Thread(target=run, name="ring-producer", daemon=True)
     thread.error = None
+    # compile (or load) the publish kernels first: the producer's heartbeat clock starts
+    # at register, and a thread compiling on a cold cache must not look like a dead one
+    _warm_up(ring.dtype, batch, False)
     ring.register("producer")
     thread.start()
     return thread

@@ -26,8 +26,9 @@ What the report counts, per group (from Numba's own bookkeeping):
 Limits: a kernel is compiled for the types it is called with; a notebook that calls a
 kernel with other types (say an int32 array where the product passes int64) compiles
 that one signature on first use. Safe mode (``WORKBENCH_SAFE=1``) keeps its own cache:
-warm it with ``WORKBENCH_SAFE=1 python -m workbench warmup``. ``not_compiled`` (full runs
-only) lists the kernels no group reached.
+warm it with ``WORKBENCH_SAFE=1 python -m workbench warmup``. ``not_cached`` (full runs
+only) lists the cacheable kernels that are still not in the cache: no group reached them
+(a kernel only some rare path calls).
 """
 from __future__ import annotations
 
@@ -389,7 +390,8 @@ def _live(work: Path) -> None:
 
 
 def _journal(work: Path) -> None:
-    """The journal: writer, durability policies, snapshots, recovery, replay, audit."""
+    """The journal: writer, durability policies, snapshots, recovery (also of a process
+    killed mid-stream), replay, audit."""
     from . import journal
     from .book import Engine
     from .enums import Side
@@ -411,6 +413,9 @@ def _journal(work: Path) -> None:
     journal.inspect(path)
     journal.replay(path, until_seq=50)
     Engine.recover(path).close()
+    crash = work / "crash"              # notebook 12: a worker SIGKILLed mid-stream, recovered
+    crashcheck.crash_once(crash, kill_after=30, seed=3, n_commands=60)
+    Engine.recover(crash).close()
 
 
 def _lessons(work: Path) -> None:
@@ -488,6 +493,7 @@ def _defi(work: Path) -> None:
     defi.detect(market, stream.messages, min_profit_usd=10.0)
     defi.detect_through_ring(market, stream.messages, min_profit_usd=10.0)
     defi.pair_prices(stream, "WETH", "USDC")
+    defi.quote_cycle(market, 0)
 
 
 GROUPS: dict[str, Callable[[Path], None]] = {
@@ -537,7 +543,7 @@ class WarmupReport:
     groups: list[GroupReport]
     seconds: float
     cache_dir: str
-    not_compiled: list[str] | None = None
+    not_cached: list[str] | None = None
     safe_mode: bool = False
 
     @property
@@ -550,7 +556,7 @@ class WarmupReport:
     def to_json(self) -> dict:
         return {"groups": {g.name: g.to_json() for g in self.groups}, "seconds": round(self.seconds, 3),
                 **self.totals(), "cache_dir": self.cache_dir, "safe_mode": self.safe_mode,
-                "not_compiled": self.not_compiled, "ok": self.ok}
+                "not_cached": self.not_cached, "ok": self.ok}
 
     def lines(self) -> list[str]:
         out = [f"{'group':10} {'seconds':>8} {'cpu s':>7} {'compiled':>9} {'cached':>7} {'per-process':>12}"]
@@ -564,9 +570,9 @@ class WarmupReport:
         n_warnings = sum(len(g.warnings) for g in self.groups)
         if n_warnings:
             out.append(f"{n_warnings} warning(s) raised by the lessons' code paths (see --json)")
-        if self.not_compiled:
-            out.append(f"not reached by any group ({len(self.not_compiled)}): "
-                       + ", ".join(self.not_compiled))
+        if self.not_cached:
+            out.append(f"kernels no group reached and not in the cache ({len(self.not_cached)}): "
+                       + ", ".join(self.not_cached))
         out.append(f"Numba cache: {self.cache_dir}"
                    + (" (safe mode: bounds-checked builds)" if self.safe_mode else ""))
         if t["compiled"] == 0 and self.ok:
@@ -655,9 +661,13 @@ def _dispatchers(extra: dict | None = None) -> list:
     return list(found.values())
 
 
-def _not_compiled() -> list[str]:
-    """Kernels (``kernels.*``) with no compiled signature, leaving out helpers that are
-    always inlined into their callers (they never compile on their own)."""
+def _not_cached() -> list[str]:
+    """Cacheable kernels (``kernels.*``) that neither compiled in this process nor have
+    an index in the on-disk cache: what no group reached and nothing compiled before.
+    Helpers always inlined into their callers never compile on their own and are left
+    out, as are ``cache=False`` kernels (they cannot be in the cache). A kernel loaded
+    from the cache brings its callees inside its own code, so a warm run cannot tell
+    "reached" from the dispatchers alone: the cache's index files say it."""
     import kernels
     from numba.core.dispatcher import Dispatcher
 
@@ -669,8 +679,15 @@ def _not_compiled() -> list[str]:
             missing.add(f"{info.name[len('kernels.'):]} (does not import: {type(exc).__name__}: {exc})")
             continue
         for attr, value in vars(module).items():
-            if (isinstance(value, Dispatcher) and value.py_func.__module__ == module.__name__
-                    and value.targetoptions.get("inline", "never") == "never" and not value.overloads):
+            if (not isinstance(value, Dispatcher) or value.py_func.__module__ != module.__name__
+                    or value.targetoptions.get("inline", "never") != "never" or value.overloads
+                    or not _cacheable(value)):
+                continue
+            try:
+                on_disk = Path(value._cache._cache_file._index_path).is_file()
+            except AttributeError:   # another Numba's layout: say nothing rather than guess
+                on_disk = True
+            if not on_disk:
                 missing.add(f"{module.__name__[len('kernels.'):]}.{attr}")
     return sorted(missing)
 
@@ -701,7 +718,8 @@ def warmup(only=None, progress: bool = True, report_missing: bool | None = None)
     """Run the groups ``only`` (names; all when None) and report what each compiled.
 
     A failing group is reported (``GroupReport.error``) and the others still run.
-    ``report_missing`` (default: when every group ran) lists the kernels no group reached.
+    ``report_missing`` (default: when every group ran) lists the cacheable kernels still
+    not in the cache (:func:`_not_cached`).
     """
     from kernels.jit import SAFE_MODE
 
@@ -757,4 +775,4 @@ def warmup(only=None, progress: bool = True, report_missing: bool | None = None)
     if report_missing is None:
         report_missing = names == group_names()
     return WarmupReport(reports, time.perf_counter() - started, _cache_dir(),
-                        _not_compiled() if report_missing else None, SAFE_MODE)
+                        _not_cached() if report_missing else None, SAFE_MODE)
