@@ -94,8 +94,9 @@ lab: $(LAB_STAMP)
 	$(BIN)/python -m workbench warmup || echo "warmup reported a problem (above): the notebooks still run, compiling on first use"
 	$(BIN)/jupyter lab notebooks
 
+# the peers are unchecked C++/Rust: compare like with like (LabUnsafe, the unchecked build)
 bench: $(STAMP)
-	$(BIN)/python -m workbench bench all
+	$(BIN)/python -m workbench --mode lab bench all
 
 clean-cache:
 	find . -path ./$(VENV) -prune -o \( -name '*.nbi' -o -name '*.nbc' \) -print0 | xargs -0 rm -f

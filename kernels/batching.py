@@ -47,7 +47,7 @@ from .atomics import cpu_pause, load_acquire, store_release
 from .clock import now_ns
 from .jit import kernel
 from .registry import Entry, Param, Registry
-from .ring import H_CACHED_TAIL, H_CAPACITY, H_EMPTY_SPINS, H_FULL_SPINS, H_HEAD, H_MASK, H_TAIL
+from .ring import H_EMPTY_SPINS, H_FULL_SPINS, H_HEAD, H_MASK, H_TAIL, claim
 
 __all__ = [
     "BATCH_FIXED", "BATCH_AIMD", "POLICY_NAMES",
@@ -320,17 +320,11 @@ def produce_scheduled(header, slots, due_ns, next_seq, end_seq, t0, max_spins):
     and calls again). Sequences outside ``due_ns`` are never published.
     """
     mask = header[H_MASK]
-    capacity = header[H_CAPACITY]
     spins = 0
     next_seq = max(next_seq, 0)
     end_seq = min(end_seq, due_ns.shape[0])
     while next_seq < end_seq:
-        head = header[H_HEAD]
-        free = capacity - (head - header[H_CACHED_TAIL])
-        if free <= 0:
-            tail = load_acquire(header, H_TAIL)
-            header[H_CACHED_TAIL] = tail
-            free = capacity - (head - tail)
+        free = claim(header, end_seq - next_seq)
         if free <= 0:
             header[H_FULL_SPINS] += 1
             spins += 1
@@ -349,6 +343,7 @@ def produce_scheduled(header, slots, due_ns, next_seq, end_seq, t0, max_spins):
             cpu_pause()
             continue
         spins = 0
+        head = header[H_HEAD]
         for k in range(n):
             s = next_seq + k
             slot = slots[(head + k) & mask]

@@ -5,11 +5,19 @@ the second run starts instantly, ``nogil`` so Python threads can run kernels in
 parallel, the numpy error model so integer division carries no zero check on the
 hot path) and the same switch for the safe mode.
 
-Safe mode (``WORKBENCH_SAFE=1`` in the environment before ``kernels`` is imported)
-turns on Numba's bounds checking for every kernel, so an out-of-range index raises
-``IndexError`` instead of reading stray memory. Numba's cache key does not include
-the bounds-check flag, so safe builds are cached in their own directory rather than
-sharing (and poisoning) the fast builds' cache.
+The build: every kernel is compiled with Numba's bounds checking (an out-of-range index
+raises ``IndexError`` instead of reading stray memory) unless the process asked for the
+unchecked fast path. That is the ProductionSafe default of ``workbench.modes``; the
+process decides once, when ``kernels`` is first imported, from its environment:
+
+* ``WORKBENCH_SAFE=1`` / ``0``, when set, picks the checked / unchecked build outright;
+* otherwise ``WORKBENCH_MODE=lab`` (LabUnsafe, an explicit opt-in) picks the unchecked
+  build, and anything else (unset, ``safe``) the checked one.
+
+Numba's cache key does not include the bounds-check flag, so the checked build is
+cached in its own directory (``numba-safe`` below ``NUMBA_CACHE_DIR``, or below
+``~/.cache/hft-workbench``) rather than sharing, and poisoning, the unchecked build's
+cache. Switching builds between runs therefore never recompiles the other one.
 
 Stale caches: Numba checks a cached kernel against its own source file only, but kernels
 inline helpers, state layouts and constants from other files (``state_views``,
@@ -28,12 +36,23 @@ from pathlib import Path
 import numba
 from numba import njit
 
-__all__ = ["SAFE_MODE", "kernel", "safe_mode_enabled", "invalidate_stale_caches"]
+__all__ = ["SAFE_MODE", "kernel", "safe_mode_enabled", "invalidate_stale_caches",
+           "fingerprints", "LAB_MODE_NAMES"]
+
+# The spellings of LabUnsafe in ``WORKBENCH_MODE`` (``workbench.modes`` parses the same
+# names; kernels may not import workbench, so a test keeps the two lists equal).
+LAB_MODE_NAMES = frozenset({"lab", "unsafe", "labunsafe", "lab_unsafe"})
+_OFF = ("0", "false", "no", "off")
 
 
 def safe_mode_enabled(environ=os.environ) -> bool:
-    """True when ``WORKBENCH_SAFE`` asks for bounds-checked kernels."""
-    return environ.get("WORKBENCH_SAFE", "").strip().lower() not in ("", "0", "false", "no", "off")
+    """True when this process compiles bounds-checked kernels (module docstring):
+    ``WORKBENCH_SAFE`` when set, else every mode but LabUnsafe (``WORKBENCH_MODE=lab``)."""
+    flag = environ.get("WORKBENCH_SAFE", "").strip().lower()
+    if flag:
+        return flag not in _OFF
+    mode = environ.get("WORKBENCH_MODE", "").strip().lower().replace("-", "_")
+    return mode not in LAB_MODE_NAMES
 
 
 SAFE_MODE: bool = safe_mode_enabled()
@@ -167,6 +186,26 @@ def invalidate_stale_caches() -> list[str]:
         return stale
     except OSError:
         return []
+
+
+def fingerprints() -> dict[str, str]:
+    """``{"book": sha1, ...}``: per module of the package, the fingerprint of its source
+    and of every package module it imports, transitively (what decides whether a cached
+    kernel is stale; other caches of compiled code, such as ``workbench``'s generated
+    loops, key on it too). Read from the marker the import wrote when it describes the
+    sources on disk, else recomputed."""
+    import json
+
+    modules = _module_sources()
+    digest = {m: hashlib.sha1(p.read_bytes()).hexdigest() for m, p in modules.items()}
+    try:
+        marker = json.loads((_cache_dir_of("jit") / _MARKER).read_text())
+        if marker["digest"] == digest:
+            return dict(marker["prints"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    deps = {m: _imports(m, p, modules) for m, p in modules.items()}
+    return _fingerprints(modules, digest, deps)
 
 
 # the modules whose cached kernels this import deleted (for tests and the curious)

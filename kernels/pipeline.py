@@ -41,7 +41,7 @@ from .records import (
     A_CANCEL, A_NEW, BUY, EV_ADD, EV_DELETE, GTC, LIMIT, OS_FREE, OS_LIVE, R_NONE, SELL,
     ST_NEW, ST_PARTIALLY_FILLED, STRATEGY_ID_BASE, W_MARKET,
 )
-from .ring import H_CACHED_HEAD, H_CACHED_TAIL, H_CAPACITY, H_FULL_SPINS, H_EMPTY_SPINS, H_HEAD, H_MASK, H_TAIL
+from .ring import H_CACHED_HEAD, H_EMPTY_SPINS, H_FULL_SPINS, H_HEAD, H_MASK, H_TAIL, claim
 from .risk import RK_MAX_OPEN, RK_NONE, check_new_order, update_kill_switch
 from .risk import N_RISK_PARAMS
 from .state_views import book_borrow
@@ -122,7 +122,6 @@ def feed_publish(header, slots, events, start, stop, id_offset, seq, anchor_seq,
     Returns ``(next_event, status)`` with status ``FEED_*``.
     """
     mask = header[H_MASK]
-    capacity = header[H_CAPACITY]
     i = start
     spins = 0
     ns_per_msg = 1e9 / rate if rate > 0 else 0.0
@@ -138,13 +137,8 @@ def feed_publish(header, slots, events, start, stop, id_offset, seq, anchor_seq,
                 cpu_pause()
                 continue
             want = min(want, due)
-        head = header[H_HEAD]
-        free = capacity - (head - header[H_CACHED_TAIL])
-        if free < want:
-            tail = load_acquire(header, H_TAIL)
-            header[H_CACHED_TAIL] = tail
-            free = capacity - (head - tail)
-        if free <= 0:
+        n = claim(header, want)
+        if n <= 0:
             header[H_FULL_SPINS] += 1
             spins += 1
             if spins >= max_spins:
@@ -152,7 +146,7 @@ def feed_publish(header, slots, events, start, stop, id_offset, seq, anchor_seq,
             cpu_pause()
             continue
         spins = 0
-        n = min(want, free)
+        head = header[H_HEAD]
         for k in range(n):
             e = events[i + k]
             m = slots[(head + k) & mask]

@@ -55,7 +55,7 @@ __all__ = [
     "H_CONSUMER_PID", "H_CONSUMER_HEARTBEAT", "H_CONSUMER_CLOSED",
     "SEQ_EXPECTED", "SEQ_RECEIVED", "SEQ_LOST", "SEQ_OUT_OF_ORDER", "SEQ_STATE_WORDS",
     "ring_bytes", "ring_views", "ring_init",
-    "ring_try_publish", "ring_publish", "ring_try_consume", "ring_consume",
+    "claim", "ring_try_publish", "ring_publish", "ring_try_consume", "ring_consume",
     "ring_size", "ring_round_trips", "produce_sequence", "produce_paced", "consume_sequence",
     "mpmc_bytes", "mpmc_views", "mpmc_init", "mpmc_try_push", "mpmc_try_pop",
 ]
@@ -115,8 +115,12 @@ def ring_init(header: np.ndarray, capacity: int, record_size: int) -> None:
 
 # ------------------------------------------------------------------ producer side
 @kernel(inline="always")
-def _claim(header, want):
-    """Free slots for the producer (up to ``want``), refreshing the cached tail if short."""
+def claim(header, want):
+    """Free slots for the producer (up to ``want``), refreshing the cached tail if short.
+
+    The SPSC producer's rule for free space, public so producer kernels in other
+    modules (``kernels.batching``) share it instead of re-reading the cursors.
+    """
     head = header[H_HEAD]
     capacity = header[H_CAPACITY]
     free = capacity - (head - header[H_CACHED_TAIL])
@@ -133,7 +137,7 @@ def ring_try_publish(header, slots, records, start, count):
 
     Returns how many were published (0 when the ring is full).
     """
-    n = _claim(header, count)
+    n = claim(header, count)
     if n <= 0:
         return 0
     head = header[H_HEAD]
@@ -157,7 +161,7 @@ def ring_publish(header, slots, records, start, count, max_spins):
     spins = 0
     mask = header[H_MASK]
     while done < count:
-        n = _claim(header, count - done)
+        n = claim(header, count - done)
         if n <= 0:
             header[H_FULL_SPINS] += 1
             spins += 1
@@ -246,7 +250,7 @@ def ring_round_trips(header, slots, records, out, batch):
     mask = header[H_MASK]
     done = 0
     while done < n:
-        pushed = _claim(header, min(batch, n - done))
+        pushed = claim(header, min(batch, n - done))
         if pushed <= 0:
             break
         head = header[H_HEAD]
@@ -277,7 +281,7 @@ def produce_sequence(header, slots, next_seq, end_seq, batch, max_spins):
     mask = header[H_MASK]
     spins = 0
     while next_seq < end_seq:
-        n = _claim(header, min(batch, end_seq - next_seq))
+        n = claim(header, min(batch, end_seq - next_seq))
         if n <= 0:
             header[H_FULL_SPINS] += 1
             spins += 1

@@ -33,8 +33,8 @@ def small_book(**kw) -> OrderBook:
 
 
 def run_isolated(code: str) -> None:
-    """Run ``code`` in a fresh fast-mode interpreter; it must print "ok" and exit 0."""
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SAFE"}
+    """Run ``code`` in a fresh interpreter on the default build; it must print "ok" and exit 0."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_SAFE", "WORKBENCH_MODE")}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)

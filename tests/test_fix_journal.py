@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-simplefix = pytest.importorskip("simplefix")
+pytest.importorskip("simplefix")
 
+from tests.fix_client import Client, get as _get  # noqa: E402
 from workbench.book import Engine  # noqa: E402
 from workbench.fix import AcceptorConfig  # noqa: E402
 from workbench.fix.acceptor import FixAcceptor  # noqa: E402
@@ -55,59 +56,6 @@ CHILD = textwrap.dedent("""
 
     asyncio.run(main())
 """)
-
-
-class Client:
-    """A FIX 4.4 initiator on simplefix that keeps every message it received."""
-
-    def __init__(self, sender: str, seq: int = 0):
-        self.sender = sender
-        self.seq = seq
-        self.parser = simplefix.FixParser()
-        self.reader = self.writer = None
-
-    async def connect(self, port):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-
-    async def send(self, msg_type: str, *pairs):
-        self.seq += 1
-        msg = simplefix.FixMessage()
-        for tag, value in ((8, "FIX.4.4"), (35, msg_type), (49, self.sender), (56, "ISLD"),
-                           (34, self.seq)):
-            msg.append_pair(tag, value, header=True)
-        msg.append_utc_timestamp(52, precision=3, header=True)
-        for tag, value in pairs:
-            msg.append_pair(tag, value)
-        self.writer.write(msg.encode())
-        await self.writer.drain()
-
-    async def receive(self, count: int = 1, timeout: float = 10.0) -> list:
-        out = []
-        while len(out) < count:
-            msg = self.parser.get_message()
-            if msg is not None:
-                out.append(msg)
-                continue
-            data = await asyncio.wait_for(self.reader.read(65536), timeout)
-            assert data, f"{self.sender}: connection closed, {len(out)} of {count} received"
-            self.parser.append_buffer(data)
-        return out
-
-    async def logon(self):
-        await self.send("A", (98, 0), (108, 30))
-        (reply,) = await self.receive()
-        assert _get(reply, 35) == "A", reply
-        return reply
-
-    async def close(self):
-        await self.send("5")
-        await self.receive()
-        self.writer.close()
-
-
-def _get(msg, tag) -> str | None:
-    value = msg.get(tag)
-    return value.decode() if value is not None else None
 
 
 def _body(msg) -> list:

@@ -1,9 +1,13 @@
 """Fuzzing every public entry point of ``OrderBook`` and ``Engine`` in fast mode.
 
-No bounds checks are compiled in (``WORKBENCH_SAFE`` is unset): what is fuzzed is the
-build people run. A stray memory access would kill the process, so the examples run in a
-child process (``python -m tests.test_fuzz_engine``) that the test drives; a crash fails
-the test with the signal, the seed and the last example, instead of killing the run.
+The child runs the default build (ProductionSafe: bounds-checked kernels), on purpose: a
+kernel that indexes memory with an unchecked caller value then raises ``IndexError``,
+which fails the property on the spot, where the unchecked build might read a stray
+byte and carry on unnoticed. The kernels' logic is the same in both builds. A crash
+(the kernels' own row checks are what keep the unchecked build safe) would still kill
+the process, so the examples run in a child process (``python -m
+tests.test_fuzz_engine``) that the test drives; a crash fails the test with the signal,
+the seed and the last example, instead of killing the run.
 
 Three hypothesis properties run in the child, each with ``--examples`` examples:
 
@@ -866,7 +870,7 @@ def worker(examples: int, seed: int, last_file: str | None, shrink: bool = False
         import ctypes
         ctypes.string_at(0)  # a real segfault: the parent must report it with the seed
     from kernels.jit import SAFE_MODE
-    assert not SAFE_MODE, "the fuzz runs the fast build: unset WORKBENCH_SAFE"
+    assert SAFE_MODE, "the fuzz runs the bounds-checked build (module docstring)"
 
     def remember(label, example):
         if last_file:
@@ -909,7 +913,7 @@ def worker(examples: int, seed: int, last_file: str | None, shrink: bool = False
 def run_child(examples: int, seed: int, extra_env: dict | None = None,
               timeout: float | None = 1800, shrink: bool = False):
     """Run the worker in a fresh process; returns (ok, report)."""
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_SAFE", "WORKBENCH_MODE")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra_env or {})

@@ -9,11 +9,28 @@ from tests.conftest import REPO
 
 
 def test_safe_mode_flag_parsing():
-    assert not safe_mode_enabled({})
+    # ProductionSafe is the default: the checked build unless LabUnsafe is asked for
+    assert safe_mode_enabled({})
+    assert safe_mode_enabled({"WORKBENCH_MODE": "safe"})
+    assert not safe_mode_enabled({"WORKBENCH_MODE": "lab"})
+    assert not safe_mode_enabled({"WORKBENCH_MODE": "Lab-Unsafe"})
+    # WORKBENCH_SAFE, when set, decides outright
     assert not safe_mode_enabled({"WORKBENCH_SAFE": "0"})
-    assert not safe_mode_enabled({"WORKBENCH_SAFE": "off"})
-    assert safe_mode_enabled({"WORKBENCH_SAFE": "1"})
+    assert not safe_mode_enabled({"WORKBENCH_SAFE": "off", "WORKBENCH_MODE": "safe"})
+    assert safe_mode_enabled({"WORKBENCH_SAFE": "1", "WORKBENCH_MODE": "lab"})
     assert safe_mode_enabled({"WORKBENCH_SAFE": "yes"})
+
+
+def test_lab_names_agree_with_the_modes_module():
+    """``kernels`` may not import ``workbench``: its list of LabUnsafe spellings is a copy,
+    kept equal to the one ``workbench.modes`` parses."""
+    from kernels.jit import LAB_MODE_NAMES
+    from workbench import modes
+
+    assert LAB_MODE_NAMES == {k for k, v in modes._NAMES.items() if v == "LAB"}
+    for name in LAB_MODE_NAMES:
+        assert modes.mode(name) is modes.LabUnsafe
+        assert not safe_mode_enabled({"WORKBENCH_MODE": name})
 
 
 def test_safe_mode_checks_bounds_and_caches_apart(tmp_path):
@@ -45,7 +62,9 @@ def test_an_edit_invalidates_the_cached_kernels_that_depend_on_it(tmp_path):
 
     pkg = tmp_path / "kernels"
     shutil.copytree(REPO / "kernels", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(tmp_path)}
+    # the unchecked build, whose cache sits beside the sources (Numba's own layout)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(tmp_path),
+           "WORKBENCH_MODE": "lab"}
     probe = [sys.executable, "-c", "import kernels.jit as j; print(j.INVALIDATED_AT_IMPORT)"]
     subprocess.run(probe, env=env, cwd=tmp_path, check=True, capture_output=True)
     fakes = {m: pkg / sub / "__pycache__" / f"{stem}.kernel-1.py311.1.nbc"

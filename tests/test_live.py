@@ -198,9 +198,9 @@ def test_simulate_admission_summarises_a_model_queue():
         simulate_admission("fifo", 1.0)
 
 
-def _safe_mode_in_a_fresh_python(flag: str | None) -> tuple[str, str]:
+def _safe_mode_in_a_fresh_python(extra: dict) -> tuple[str, str]:
     """What ``safe_mode_status()`` and the kernels report in a new process started with
-    ``WORKBENCH_SAFE=flag`` (unset when None): the flag only counts at start-up."""
+    ``extra`` as its only WORKBENCH_SAFE / WORKBENCH_MODE: they only count at start-up."""
     code = ("import numpy as np\n"
             "from kernels.jit import kernel\n"
             "from workbench.live.pipeline import safe_mode_status\n"
@@ -213,9 +213,8 @@ def _safe_mode_in_a_fresh_python(flag: str | None) -> tuple[str, str]:
             "except IndexError:\n"
             "    checked = 'bounds-checked'\n"
             "print(safe_mode_status()['enabled'], checked)\n")
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_SAFE"}
-    if flag is not None:
-        env["WORKBENCH_SAFE"] = flag
+    env = {k: v for k, v in os.environ.items() if k not in ("WORKBENCH_SAFE", "WORKBENCH_MODE")}
+    env.update(extra)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -223,13 +222,16 @@ def _safe_mode_in_a_fresh_python(flag: str | None) -> tuple[str, str]:
     return enabled, checked
 
 
-@pytest.mark.parametrize("flag, enabled, checked", [
-    ("1", "True", "bounds-checked"), (None, "False", "unchecked"),
+@pytest.mark.parametrize("extra, enabled, checked", [
+    ({}, "True", "bounds-checked"),                            # ProductionSafe: the default
+    ({"WORKBENCH_MODE": "lab"}, "False", "unchecked"),         # LabUnsafe opts out
+    ({"WORKBENCH_SAFE": "0"}, "False", "unchecked"),
+    ({"WORKBENCH_SAFE": "1", "WORKBENCH_MODE": "lab"}, "True", "bounds-checked"),
 ])
-def test_safe_mode_status_reports_what_the_kernels_do(flag, enabled, checked):
+def test_safe_mode_status_reports_what_the_kernels_do(extra, enabled, checked):
     """``enabled`` is whether an out-of-range index raises in a kernel of that process,
-    decided by WORKBENCH_SAFE when Python started."""
-    assert _safe_mode_in_a_fresh_python(flag) == (enabled, checked)
+    decided by the environment when Python started."""
+    assert _safe_mode_in_a_fresh_python(extra) == (enabled, checked)
 
 
 def test_safe_mode_status_is_this_process_and_explains_the_restart():

@@ -114,7 +114,19 @@ def test_info_command_reports_the_environment_mode():
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert (info["mode"], info["journal_policy"]) == ("LabUnsafe", "none")
+    assert info["bounds_checks"] is False          # LabUnsafe: the unchecked build
     assert info["numba"] == numba.__version__
+    # ProductionSafe is the default down to the machine code: no variable at all gives the
+    # checked build; ``--mode`` sets it for one command and its children
+    plain = {k: v for k, v in env.items() if k not in ("WORKBENCH_MODE", "WORKBENCH_SAFE")}
+    for argv, expected in ((["info", "--json"], ("ProductionSafe", True)),
+                           (["--mode", "lab", "info", "--json"], ("LabUnsafe", False))):
+        run = subprocess.run([sys.executable, "-m", "workbench", *argv], env=plain,
+                             capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert run.returncode == 0, run.stderr
+        got = json.loads(run.stdout)
+        assert (got["mode"], got["bounds_checks"]) == expected, argv
+        assert "note" not in got, got            # the build is what the mode asks for
     bad = subprocess.run([sys.executable, "-m", "workbench", "info"], capture_output=True,
                          text=True, timeout=300, cwd=REPO,
                          env={**env, "WORKBENCH_MODE": "turbo"})

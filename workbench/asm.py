@@ -200,7 +200,8 @@ def _report(dispatcher, sig) -> AsmReport:
     packed, scalar, width, examples = classify(function_body(asm, symbol), isa)
     note = ""
     if options.get("boundscheck"):
-        note = "bounds checks on (WORKBENCH_SAFE=1): a check per access usually blocks vectorising"
+        note = ("bounds-checked build (ProductionSafe): LLVM deletes the checks it proves "
+                "redundant; one it cannot remove blocks vectorising")
     if isa not in ("x86-64", "arm64"):
         note = f"no instruction table for {isa}: the verdict counts nothing"
     if not examples:

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m workbench",
         description="hft-workbench: Numba matching engine, data, benchmarks and demos.",
     )
+    parser.add_argument(
+        "--mode", choices=("safe", "lab"), default=None, dest="process_mode",
+        help="safety mode for this command (workbench.modes): 'safe' = ProductionSafe, the "
+             "default (bounds-checked kernels, validation, durable journals); 'lab' = "
+             "LabUnsafe, the unchecked fast path (sets WORKBENCH_MODE for the command and "
+             "the processes it starts)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -81,7 +87,47 @@ def input_error_message(exc: BaseException) -> str | None:
     return " ".join(text.split()) or type(exc).__name__
 
 
+def _set_mode(name: str) -> bool:
+    """Put ``--mode`` in the environment (the kernels pick their build from it when first
+    imported, and child processes inherit it). False when ``kernels`` is already loaded
+    with the other build (``main`` called inside a running program)."""
+    import os
+
+    previous = {k: os.environ.get(k) for k in ("WORKBENCH_MODE", "WORKBENCH_SAFE")}
+    os.environ["WORKBENCH_MODE"] = name
+    os.environ.pop("WORKBENCH_SAFE", None)  # the mode decides the build
+    jit = sys.modules.get("kernels.jit")
+    if jit is None or jit.SAFE_MODE == jit.safe_mode_enabled():
+        return True
+    for key, value in previous.items():  # refused: leave the environment as it was
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return False
+
+
+def _global_mode(argv: list[str]) -> str | None:
+    """The global ``--mode`` (the options before the command), read before the parser is
+    built: building it imports the registries, hence ``kernels``, whose build the mode
+    decides."""
+    for i, token in enumerate(argv):
+        if token == "--mode" and i + 1 < len(argv):
+            return argv[i + 1]
+        if token.startswith("--mode="):
+            return token.split("=", 1)[1]
+        if not token.startswith("-"):
+            return None   # the command: its own options are its own
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    wanted = _global_mode(argv)
+    if wanted in ("safe", "lab") and not _set_mode(wanted):
+        print(f"error: --mode {wanted}: this process already loaded the other build of the "
+              f"kernels; set WORKBENCH_MODE={wanted} before Python starts", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -19,8 +19,8 @@ journal            the durable default for what acknowledges    durability ``"no
                    that it loses its sessions on a restart
 risk checks        the pre-trade check on every order of the    the same (see below)
                    backtest and pipeline loops
-bounds checks      the kernels' build (``WORKBENCH_SAFE=1``);   the unchecked build
-                   see below
+bounds checks      the kernels' checked build (the default;    the unchecked build
+                   see below)                                  (``WORKBENCH_MODE=lab``)
 kernel row checks  always: a kernel never indexes memory with   always
                    an unchecked caller value (architecture
                    rule 5)
@@ -33,13 +33,17 @@ order stream; the README's safety table):
   ``boundscheck`` is a compile flag, and a process holds one build of each kernel (a
   kernel inlines its helpers; a per-object switch would compile every kernel twice per
   process, doubling JIT time and memory). ``kernels.jit`` picks the build once, when
-  ``kernels`` is first imported, from ``WORKBENCH_SAFE``, and caches the checked build
-  in its own directory (``.../hft-workbench/numba-safe``), so switching builds between
-  runs never recompiles the other one. The mode therefore reports the build as its own
-  line (``bounds_checks``) and never pretends: a ProductionSafe process on the
-  unchecked build says so. The kernels' own row checks (rule 5) already keep caller
+  ``kernels`` is first imported, from the environment: the checked build unless
+  ``WORKBENCH_MODE=lab`` (or ``WORKBENCH_SAFE=0``) asks for the unchecked one, so a
+  process is ProductionSafe down to its machine code unless it opted out before it
+  started (``python -m workbench --mode lab ...`` sets it for a command). The checked
+  build is cached in its own directory (``.../numba-safe``), so switching builds
+  between runs never recompiles the other one. The mode reports the build as its own
+  line (``bounds_checks``) and never pretends: ``Engine(mode="lab")`` in a process on
+  the checked build says so. The kernels' own row checks (rule 5) already keep caller
   values from indexing memory; the checked build adds a second line of defence
-  against kernel bugs.
+  against kernel bugs. Where LLVM can prove an index in range (a ``for i in range(n)``
+  over an array of length ``n``) it removes the check, so simple loops still vectorise.
 * **"Journal on" means the durable path is the default where an acknowledgement
   leaves the process**, not a journal for every ``Engine``: an ``Engine`` is also a
   notebook's book, a backtest's matcher and a benchmark's subject, and journaling those
@@ -147,8 +151,9 @@ def report(value=None) -> dict:
         "kernel_row_checks": True,
     }
     if m.bounds_checks and not SAFE_MODE:
-        out["note"] = ("kernels built without bounds checks: set WORKBENCH_SAFE=1 before "
-                       "Python starts for the checked build")
+        out["note"] = ("kernels built without bounds checks (WORKBENCH_MODE=lab or "
+                       "WORKBENCH_SAFE=0 when Python started)")
     elif not m.bounds_checks and SAFE_MODE:
-        out["note"] = "LabUnsafe on the bounds-checked build (WORKBENCH_SAFE=1)"
+        out["note"] = ("LabUnsafe on the bounds-checked build: set WORKBENCH_MODE=lab before "
+                       "Python starts for the unchecked build")
     return out

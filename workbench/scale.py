@@ -209,7 +209,14 @@ def code_fingerprint() -> str:
     return "/".join((f"hft-workbench {__version__}", f"python {platform.python_version()}",
                      f"numpy {np.__version__}", f"numba {numba.__version__}",
                      f"llvmlite {llvmlite.__version__}", f"polars {pl.__version__}",
-                     f"safe={os.environ.get('WORKBENCH_SAFE', '0') or '0'}"))
+                     f"safe={int(_safe_build())}"))
+
+
+def _safe_build() -> bool:
+    """The kernels' build this process runs (checked or not), without importing them."""
+    from kernels.jit import safe_mode_enabled
+
+    return safe_mode_enabled()
 
 
 def _warm_task(token: str, warm: Callable, shared) -> dict:

@@ -25,8 +25,9 @@ What the report counts, per group (from Numba's own bookkeeping):
 
 Limits: a kernel is compiled for the types it is called with; a notebook that calls a
 kernel with other types (say an int32 array where the product passes int64) compiles
-that one signature on first use. Safe mode (``WORKBENCH_SAFE=1``) keeps its own cache:
-warm it with ``WORKBENCH_SAFE=1 python -m workbench warmup``. ``not_cached`` (full runs
+that one signature on first use. Each build keeps its own cache: this warms the process's
+build (bounds-checked by default); ``python -m workbench --mode lab warmup`` warms the
+unchecked LabUnsafe one. ``not_cached`` (full runs
 only) lists the cacheable kernels that are still not in the cache: no group reached them
 (a kernel only some rare path calls).
 """

@@ -72,7 +72,6 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import os
 import re
 import sys
@@ -179,20 +178,10 @@ def inline_loop(kind: str):
 # ------------------------------------------------------------------ fingerprints
 @functools.lru_cache(maxsize=1)
 def _kernel_prints() -> dict[str, str]:
-    """``kernels.jit``'s per-module fingerprints (a module and everything it imports),
-    from its marker file when it describes the sources on disk, else recomputed."""
+    """``kernels.jit``'s per-module fingerprints (a module and everything it imports)."""
     from kernels import jit
 
-    modules = jit._module_sources()
-    digest = {m: hashlib.sha1(p.read_bytes()).hexdigest() for m, p in modules.items()}
-    try:
-        marker = json.loads((jit._cache_dir_of("jit") / jit._MARKER).read_text())
-        if marker["digest"] == digest:
-            return dict(marker["prints"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    deps = {m: jit._imports(m, p, modules) for m, p in modules.items()}
-    return jit._fingerprints(modules, digest, deps)
+    return jit.fingerprints()
 
 
 try:  # read now, close to when the kernels were imported (what this process runs)

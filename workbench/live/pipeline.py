@@ -19,8 +19,9 @@ interpreter exit) joins both threads.
 
 Settings that cannot change under a running loop (ring capacity, book size, the
 feed) are applied by :meth:`Pipeline.restart`. Safe mode (bounds-checked kernels)
-is chosen when ``kernels`` is first imported (``WORKBENCH_SAFE=1``); it needs a fresh
-Python process, which :func:`safe_mode_status` explains.
+is chosen when ``kernels`` is first imported (checked by default, unchecked with
+``WORKBENCH_MODE=lab``); changing it needs a fresh Python process, which
+:func:`safe_mode_status` explains.
 """
 from __future__ import annotations
 
@@ -89,8 +90,9 @@ def safe_mode_status() -> dict:
     """Whether kernels run bounds-checked, and how to change it (a restart of Python)."""
     return {
         "enabled": SAFE_MODE,
-        "how": ("set WORKBENCH_SAFE=1 (or 0) in the environment and restart the Python "
-                "kernel: the flag is read once, when kernels are compiled"),
+        "how": ("the build is bounds-checked by default (ProductionSafe); set "
+                "WORKBENCH_MODE=lab (or WORKBENCH_SAFE=0) in the environment and restart the "
+                "Python kernel for the unchecked one: it is read once, when kernels are compiled"),
     }
 
 
