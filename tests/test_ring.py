@@ -137,6 +137,45 @@ def test_threads_put_get_in_order_with_back_pressure():
     assert ring.stats()["consumed"] == n
 
 
+def test_get_into_reuses_the_callers_buffer_and_keeps_the_order():
+    """The zero-copy consumer: the same records, in order, as a Python FIFO, written into
+    one caller buffer that is never replaced; bad buffers are refused with nothing read."""
+    ring = Ring(64)
+    out = np.zeros(24, dtype=MESSAGE)
+    address = out.ctypes.data
+    for bad, why in ((np.zeros(4, dtype=np.int64), "dtype"), (np.zeros(0, dtype=MESSAGE), "slot"),
+                     (np.zeros((2, 4), dtype=MESSAGE), "1-d"), (ring.slots[:4], "shares memory"),
+                     (np.zeros(8, dtype=MESSAGE)[::2], "contiguous")):
+        with pytest.raises(ValueError, match=why):
+            ring.try_get_into(bad)
+    ro = np.zeros(4, dtype=MESSAGE)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        ring.get_into(ro, timeout=0.01)
+    assert ring.try_get_into(out) == 0
+    model: deque = deque()
+    received = []
+    rng = np.random.default_rng(5)
+    sent = 0
+    for _ in range(200):
+        k = int(rng.integers(0, 40))
+        if k:
+            msgs = _messages(sent, k)
+            done = ring.try_put(msgs)
+            model.extend(msgs["seq"][:done].tolist())
+            sent += done
+        n = ring.try_get_into(out) if rng.random() < 0.5 else ring.get_into(out, timeout=0.001)
+        assert n <= len(out) and n <= len(model)
+        got = out["seq"][:n].tolist()
+        assert got == [model.popleft() for _ in range(n)]
+        received.extend(got)
+        assert out.ctypes.data == address
+    ring.finish()
+    while (n := ring.get_into(out, timeout=1)):
+        received.extend(out["seq"][:n].tolist())
+    assert received == list(range(sent))
+
+
 def test_sequenced_stream_between_nogil_threads():
     ring = Ring(1 << 10)
     n = 500_000

@@ -317,18 +317,48 @@ class Ring:
         ``PeerDeadError`` if the producer died with the ring drained.
         """
         out = self._out_buffer(max_count)
+        return out[:self._wait_consume(out, int(max_count), timeout)].copy()
+
+    def _into(self, out) -> np.ndarray:
+        """``out`` checked as a caller's buffer for :meth:`try_get_into` / :meth:`get_into`."""
+        if (not isinstance(out, np.ndarray) or out.dtype != self.dtype or out.ndim != 1
+                or not out.flags.writeable or not out.flags.c_contiguous or len(out) < 1):
+            got = (f"{type(out).__name__}" if not isinstance(out, np.ndarray)
+                   else f"{out.dtype} shape {out.shape}")
+            raise ValueError(f"out={got} must be a writeable, contiguous 1-d array of this "
+                             f"ring's dtype with at least one slot")
+        if np.may_share_memory(out, self.slots):
+            raise ValueError("out shares memory with the ring's slots")
+        return out
+
+    def try_get_into(self, out: np.ndarray) -> int:
+        """Copy up to ``len(out)`` records available now into ``out`` (a caller-owned
+        buffer, reused from call to call: the hot path allocates nothing); returns how
+        many (0 when the ring is empty)."""
+        out = self._into(out)
+        self._beat(self._CONSUMER)
+        return int(kr.ring_try_consume(self.header, self.slots, out, len(out)))
+
+    def get_into(self, out: np.ndarray, timeout: float | None = None) -> int:
+        """:meth:`get` into a caller-owned buffer: waits for the first record, copies up
+        to ``len(out)`` into ``out`` and returns how many; 0 when the producer finished
+        and the ring is drained, or ``timeout`` passed. Allocates nothing."""
+        out = self._into(out)
+        return self._wait_consume(out, len(out), timeout)
+
+    def _wait_consume(self, out, max_count: int, timeout) -> int:
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = Backoff()
         while True:
             self._beat(self._CONSUMER)
-            n = kr.ring_consume(self.header, self.slots, out, int(max_count), SPIN_BUDGET)
+            n = int(kr.ring_consume(self.header, self.slots, out, max_count, SPIN_BUDGET))
             if n:
-                return out[:n].copy()
+                return n
             if self.finished and len(self) == 0:
-                return out[:0].copy()
+                return 0
             self.check_peer("producer")
             if deadline is not None and time.monotonic() > deadline:
-                return out[:0].copy()
+                return 0
             backoff.wait()
 
     # ----------------------------------------------------------- lifecycle
