@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import workbench
+from kernels.book_state import EC_EVENTS
 from kernels.jit import SAFE_MODE
 from workbench import modes
 from workbench.book import Engine
@@ -80,6 +81,30 @@ def test_lab_engine_matches_like_safe_engine():
     with pytest.raises(ValueError, match="qty"):
         safe.submit("X", Side.BUY, 100.0, 0)
     assert lab.submit("X", Side.BUY, 100.0, 0).status.name == "REJECTED"   # the kernel's check
+
+
+def test_lab_path_takes_other_forms_through_the_checked_path():
+    """LabUnsafe skips the Python checks, not the forms they accept: an argument the
+    compiled entry point cannot take ("buy", a Decimal price) goes through the checked
+    path, applied exactly once, and a wrong value still gets the ValueError naming its
+    field, with nothing applied and no automatic id used up."""
+    from decimal import Decimal
+
+    safe, lab = Engine(["X"], capacity=100), Engine(["X"], capacity=100, mode="lab")
+    for eng in (safe, lab):
+        first = eng.submit("X", "buy", Decimal("100.25"), 10)
+        assert first.status.name == "NEW" and eng.best_bid("X") == 100.25
+        eng.submit("X", Side.SELL, 100.25, 4)                    # the fast path, typed
+        eng.submit("X", "sell", 100.5, 3, "limit", "gtc")
+    for name in safe.state._fields:
+        assert np.array_equal(getattr(safe.state, name), getattr(lab.state, name)), name
+    events, next_id = int(lab.state.counters[EC_EVENTS]), lab._next_id
+    with pytest.raises(ValueError, match="side"):
+        lab.submit("X", "sideways", 100.0, 1)
+    with pytest.raises(ValueError, match="price"):
+        lab.submit("X", Side.BUY, "cheap", 1)
+    assert (int(lab.state.counters[EC_EVENTS]), lab._next_id) == (events, next_id)
+    assert lab.submit("X", Side.BUY, 99.0, 1).order_id == next_id
 
 
 def test_journal_default_policy_follows_the_mode(tmp_path):

@@ -445,14 +445,24 @@ class _Books:
         """``_submit`` of ``LabUnsafe`` engines: the arguments are taken as given (sides,
         types and times in force as enum members or their int codes, prices as numbers
         on the tick, quantities as ints); only the kernel's own row checks remain."""
-        rounded = round(price * self._price_scale) if price is not None else 0
-        if order_id is None:
-            order_id = self._next_id
-            self._next_id = order_id + 1
-        elif self._next_id <= order_id < AUTO_ID_END:
-            self._next_id = order_id + 1
-        code, filled, leaves = self._apply_one(self._ctx, ts or 0, order_id, rounded, qty, book,
-                                               _EV_ADD, side, order_type, tif)
+        given_id, next_id = order_id, self._next_id
+        try:
+            rounded = round(price * self._price_scale) if price is not None else 0
+            if order_id is None:
+                order_id = next_id
+                self._next_id = order_id + 1
+            elif next_id <= order_id < AUTO_ID_END:
+                self._next_id = order_id + 1
+            code, filled, leaves = self._apply_one(self._ctx, ts or 0, order_id, rounded, qty,
+                                                   book, _EV_ADD, side, order_type, tif)
+        except (TypeError, ValueError, OverflowError):
+            # An argument the compiled entry point cannot take as it is ("buy", a Decimal,
+            # None where a number goes): nothing was applied. The checked path accepts every
+            # form it documents and names the field of a wrong value. Costs nothing when
+            # the call goes through (zero-cost exceptions).
+            self._next_id = next_id
+            return type(self)._submit(self, book, side, price, qty, order_type, tif,
+                                      given_id, ts)
         if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
             return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
                                              _REASON[code >> 8], _NO_FILLS))

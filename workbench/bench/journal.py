@@ -171,8 +171,10 @@ def _single_acks(settings, mix, root: Path, n: int, bar) -> dict:
     """One ``submit`` per order (adds of the mix), its call time, per policy."""
     from kernels import records as R
 
+    from workbench.enums import OrderType, Side, TimeInForce
+
     adds = mix[mix["kind"] == R.EV_ADD][:n]
-    sides = ("buy", "sell")
+    sides = (Side.BUY, Side.SELL)   # typed: both modes' fast path
     scale = settings.price_scale
     orders = [(sides[int(e["side"])], int(e["price"]) / scale, int(e["qty"])) for e in adds]
     out = {}
@@ -182,7 +184,7 @@ def _single_acks(settings, mix, root: Path, n: int, bar) -> dict:
         lat = np.zeros(len(orders), dtype=np.int64)
         for i, (side, price, qty) in enumerate(orders):
             t = time.perf_counter_ns()
-            book.submit(side, price, qty, tif="ioc")
+            book.submit(side, price, qty, OrderType.LIMIT, TimeInForce.IOC)
             lat[i] = time.perf_counter_ns() - t
         book.close()
         shutil.rmtree(directory, ignore_errors=True)
