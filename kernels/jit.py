@@ -34,7 +34,7 @@ import os
 from pathlib import Path
 
 import numba
-from numba import njit
+from numba import njit, types
 
 __all__ = ["SAFE_MODE", "kernel", "safe_mode_enabled", "invalidate_stale_caches",
            "fingerprints", "LAB_MODE_NAMES"]
@@ -233,10 +233,45 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
 
     def decorate(f):
         try:
-            return njit(**options)(f)
+            disp = njit(**options)(f)
         except RuntimeError:
             # No cache locator for code without a source file (``python -c``, exec):
             # compile it uncached rather than refuse it.
-            return njit(**{**options, "cache": False})(f)
+            disp = njit(**{**options, "cache": False})(f)
+        if inline == "never":
+            _one_signature_per_type(disp)
+        return disp
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _plain(ty):
+    """The type a kernel is compiled for when another kernel passes ``ty``: literals
+    lose their value (``Literal[int](0)`` -> ``int64``) and signed integers narrower
+    than 64 bits widen to ``int64``."""
+    ty = types.unliteral(ty)
+    if isinstance(ty, types.Integer) and ty.signed and ty.bitwidth < 64:
+        return types.int64
+    return ty
+
+
+def _one_signature_per_type(disp) -> None:
+    """Compile a kernel once for the *kinds* of arguments other kernels pass it, not
+    once per call site.
+
+    Numba types a call from one kernel to another with the caller's exact argument
+    types: a constant argument is a ``Literal`` of its value, and an ``int8`` field a
+    different type from an ``int64`` local. Each distinct combination compiled the
+    callee (and everything it calls) again: the book's ``_reject`` had 32 copies,
+    ``rest_order`` 23 and ``apply_event`` 11, and compiling those copies was most of a
+    cold start. Here the callee is compiled for :func:`_plain` types instead; the
+    caller converts its arguments to them (a widening, never a narrowing), so the
+    results are the same and one copy serves every call site. Calls from Python are
+    untouched (Numba already drops literals there)."""
+    original = disp.get_call_template
+
+    def get_call_template(args, kws):
+        return original(tuple(_plain(a) for a in args),
+                        {k: _plain(v) for k, v in kws.items()})
+
+    disp.get_call_template = get_call_template

@@ -102,3 +102,33 @@ def test_cache_dir_of_finds_numbas_layout_under_numba_cache_dir(tmp_path):
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "['clock']"
+
+
+def test_a_kernel_called_from_kernels_compiles_once_for_all_call_sites():
+    """Constants and narrow integers passed by other kernels do not multiply a callee's
+    compiled copies (``kernels.jit._one_signature_per_type``), and the results are the
+    plain-Python ones (the caller widens, never narrows)."""
+    import numpy as np
+
+    from kernels.jit import kernel
+
+    @kernel(cache=False)
+    def callee(a, b, c):
+        return a * 1_000 + b - c
+
+    @kernel(cache=False)
+    def caller(small, mid):
+        return (callee(small[0], 1, -1), callee(mid[0], small[1], 7), callee(0, 0, mid[1]),
+                callee(np.int16(-300), mid[0], small[0]))
+
+    small = np.array([-128, 127], dtype=np.int8)
+    mid = np.array([2_000_000_000, -5], dtype=np.int32)
+
+    def plain(a, b, c):
+        return int(a) * 1_000 + int(b) - int(c)
+
+    expect = (plain(-128, 1, -1), plain(2_000_000_000, 127, 7), plain(0, 0, -5),
+              plain(-300, 2_000_000_000, -128))
+    assert caller(small, mid) == expect
+    assert len(callee.signatures) == 1, callee.signatures
+    assert "Literal" not in str(callee.signatures[0])
