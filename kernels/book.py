@@ -87,6 +87,18 @@ The batch kernels work on views of the state without reference counts
 (``kernels.state_views.book_borrow``, ``kernels.pointers.borrow_fills``: the why is
 there); :func:`apply_one` reads the state and its fills buffer from one address
 (``kernels.state_views.engine_context``).
+
+Calls on the hot path: a call between kernels passes the whole state (nine arrays) and
+makes one reference-count call per array on the way in and out, even for borrowed
+views; on flow B of ``bench book`` that was a third of an event's time. So the common
+case of each step is inlined (``inline="always"``) into the event kernels and only the
+rare case is a call: resting into a placed window (:func:`_level_at`, else
+:func:`level_for`), removing an order whose level stays or is not the best
+(:func:`_remove_resting`, else :func:`_level_emptied`), matching only when the opposite
+best crosses (:func:`_enter`, else no :func:`_match` call). Inlining whole kernels
+instead (``_match``, ``_enter`` with everything below) ran about as fast and tripled
+the compile time. (Constants passed between kernels no longer make copies of the
+callee: ``kernels.jit`` compiles one signature per kind of argument.)
 """
 from __future__ import annotations
 
@@ -470,15 +482,32 @@ def find_level(st, book, side, price):
     return _ovf_find(st, book, side, price, False)
 
 
-@kernel
-def level_for(st, book, side, price):
-    """Handle of the level at ``price`` (a multiple of the tick) of (book, side),
-    created (and the window placed or slid) when needed. The caller checked that a
-    free overflow node exists (``can_rest``)."""
+@kernel(inline="always")
+def _level_at(st, book, side, price, t):
+    """:func:`level_for`'s common case, inlined into the hot paths: the side's window is
+    placed and holds tick ``t``; anything else is the call."""
     c = st.counters
     W = c[EC_W]
     b = st.books[book]
-    t = price // b.tick
+    lo = b.lo[side]
+    if b.placed[side] != 0 and lo <= t and t < lo + W:
+        h = _window_base(c, book, side) + (t & (W - 1))
+        lv = st.levels[h]
+        if lv.count == 0:
+            lv.price = price
+        return h
+    return level_for(st, book, side, price, t)
+
+
+@kernel
+def level_for(st, book, side, price, t):
+    """Handle of the level at ``price`` (a multiple of the tick; ``t = price // tick``,
+    which the caller computed for its tick check) of (book, side), created (and the
+    window placed or slid) when needed. The caller checked that a free overflow node
+    exists (``can_rest``)."""
+    c = st.counters
+    W = c[EC_W]
+    b = st.books[book]
     if b.placed[side] == 0:
         b.lo[side] = t - (W - 1 - _headroom(W)) if side == BUY else t - _headroom(W)
         b.placed[side] = 1
@@ -510,14 +539,25 @@ def can_rest(st):
 # ------------------------------------------------------------------- resting orders
 @kernel
 def rest_order(st, book, side, price, order_id, qty, filled, ts, order_type, tif, status,
-               ins_pos=-1):
+               ins_pos=-1, t=-1):
     """Append a new order at the tail of its level (created when needed). The caller
     checked id, price (a positive multiple of the tick) and room (``can_rest``).
-    ``ins_pos``: its index insertion position when the caller already probed for it."""
+    ``ins_pos``: its index insertion position when the caller already probed for it;
+    ``t``: ``price // tick`` when the caller already divided (-1: divide here)."""
+    if t < 0:
+        t = price // st.books[book].tick
+    return _rest_order(st, book, side, price, t, order_id, qty, filled, ts, order_type, tif,
+                       status, ins_pos)
+
+
+@kernel(inline="always")
+def _rest_order(st, book, side, price, t, order_id, qty, filled, ts, order_type, tif, status,
+                ins_pos):
+    """:func:`rest_order` with ``t = price // tick`` given, inlined into the hot paths."""
     pool = st.pool
     counters = st.counters
     b = st.books[book]
-    h = level_for(st, book, side, price)
+    h = _level_at(st, book, side, price, t)
     slot = counters[EC_FREE_HEAD]
     o = pool[slot]
     counters[EC_FREE_HEAD] = o.next
@@ -562,6 +602,12 @@ def remove_resting(st, slot, pos):
 
     ``pos`` is its index position if the caller knows it, else -1.
     """
+    _remove_resting(st, slot, pos)
+
+
+@kernel(inline="always")
+def _remove_resting(st, slot, pos):
+    """:func:`remove_resting`, inlined into the hot paths (cancel, modify, a fill)."""
     pool = st.pool
     counters = st.counters
     o = pool[slot]
@@ -591,24 +637,42 @@ def remove_resting(st, slot, pos):
     o.next = counters[EC_FREE_HEAD]
     counters[EC_FREE_HEAD] = slot
     if lv.count == 0:
-        lv.qty = 0
-        b.n_levels[side] -= 1
-        ovf = counters[EC_OVF_BASE]
-        if h >= ovf:
-            if b.best[side] == h:  # only when the window is empty (not normally)
-                nb = st.ovf_next[h - ovf]
-                b.best[side] = ovf + nb if nb >= 0 else -1
-            _ovf_unlink(st, book, side, h - ovf)
-        else:
+        if h < counters[EC_OVF_BASE] and b.best[side] != h:
+            # the common case inline: a window level behind the best emptied (the best,
+            # in the window while the side is not empty, stays)
+            lv.qty = 0
+            b.n_levels[side] -= 1
             bitmap_clear(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
                          counters[EC_L1], h - _window_base(counters, book, side))
-            if b.best[side] == h:
-                b.best[side] = next_level(st, book, side, h)
-        nb = b.best[side]
-        if nb >= ovf:
-            b.best[side] = _pull_in(st, book, side)
-        elif nb < 0:
-            b.placed[side] = 0  # an empty side places its window on its next order
+        else:
+            _level_emptied(st, book, side, h)
+
+
+@kernel
+def _level_emptied(st, book, side, h):
+    """Level ``h`` of (book, side) lost its last order and is its side's best, or an
+    overflow level: free it, find the next best, re-centre or forget the window."""
+    counters = st.counters
+    b = st.books[book]
+    lv = st.levels[h]
+    lv.qty = 0
+    b.n_levels[side] -= 1
+    ovf = counters[EC_OVF_BASE]
+    if h >= ovf:
+        if b.best[side] == h:  # only when the window is empty (not normally)
+            nb = st.ovf_next[h - ovf]
+            b.best[side] = ovf + nb if nb >= 0 else -1
+        _ovf_unlink(st, book, side, h - ovf)
+    else:
+        bitmap_clear(st.bits, _bitmap_base(counters, book, side), counters[EC_L0],
+                     counters[EC_L1], h - _window_base(counters, book, side))
+        if b.best[side] == h:
+            b.best[side] = next_level(st, book, side, h)
+    nb = b.best[side]
+    if nb >= ovf:
+        b.best[side] = _pull_in(st, book, side)
+    elif nb < 0:
+        b.placed[side] = 0  # an empty side places its window on its next order
 
 
 @kernel(inline="always")
@@ -685,21 +749,26 @@ def _match(st, fills, nf, book, taker_side, limit_price, qty, taker_id, ts):
         price = lv.price
         if not _crosses(taker_side, price, limit_price):
             break
-        # one resting order per step: emptying a level may move the window
-        slot = lv.head
-        o = pool[slot]
-        trade = min(qty, o.qty)
-        nf = _write_fill(st, fills, nf, ts, slot, taker_id, price, trade, taker_side)
-        qty -= trade
-        o.filled += trade
-        if trade == o.qty:
-            remove_resting(st, slot, -1)  # takes its leaves off the level too
-            o.qty = 0
-            o.status = ST_FILLED
-        else:
-            o.qty -= trade
-            lv.qty -= trade
-            o.status = ST_PARTIALLY_FILLED
+        # this level's orders, oldest first; the best is read again only when the level
+        # empties (emptying a level may move the window, and with it every handle)
+        while qty > 0:
+            slot = lv.head
+            o = pool[slot]
+            trade = min(qty, o.qty)
+            nf = _write_fill(st, fills, nf, ts, slot, taker_id, price, trade, taker_side)
+            qty -= trade
+            o.filled += trade
+            if trade == o.qty:
+                last = lv.count == 1
+                _remove_resting(st, slot, -1)  # takes its leaves off the level too
+                o.qty = 0
+                o.status = ST_FILLED
+                if last:
+                    break
+            else:
+                o.qty -= trade
+                lv.qty -= trade
+                o.status = ST_PARTIALLY_FILLED
     return qty, nf
 
 
@@ -735,13 +804,17 @@ def _outside_collar(st, book, price):
     return abs(price - ref) * 10_000 > b.collar_bps * ref
 
 
-@kernel
+@kernel(inline="always")
 def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
-           prior_filled, ins_pos):
+           prior_filled, ins_pos, t):
     """Match a validated order, then rest or cancel what is left. ``ins_pos`` is the
-    id's index insertion position probed before matching (-1 if unknown)."""
+    id's index insertion position probed before matching (-1 if unknown); ``t`` is
+    ``price // tick`` for a limit order (its tick check divided once)."""
     limit_price = price if order_type == LIMIT else np.int64(0)
-    remaining, nf = _match(st, fills, nf, book, side, limit_price, qty, order_id, ts)
+    remaining = qty
+    best = st.books[book].best[1 - side]
+    if best >= 0 and _crosses(side, st.levels[best].price, limit_price):
+        remaining, nf = _match(st, fills, nf, book, side, limit_price, qty, order_id, ts)
     if remaining != qty:
         ins_pos = -1  # matching removed index entries: the probe is stale
     filled = prior_filled + qty - remaining
@@ -749,8 +822,8 @@ def _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
         return ST_FILLED, R_NONE, order_id, filled, np.int64(0), nf
     if order_type == LIMIT and tif == GTC:
         status = ST_NEW if filled == 0 else ST_PARTIALLY_FILLED
-        rest_order(st, book, side, price, order_id, remaining, filled, ts, order_type, tif,
-                   status, ins_pos)
+        _rest_order(st, book, side, price, t, order_id, remaining, filled, ts, order_type,
+                    tif, status, ins_pos)
         return status, R_NONE, order_id, filled, remaining, nf
     return ST_CANCELLED, R_NONE, order_id, filled, np.int64(0), nf
 
@@ -770,15 +843,18 @@ def _check_new(qty, side, order_type, tif):
 
 
 @kernel(inline="always")
-def _limit_price_reason(price, tick):
-    """Checks of a limit price; ``R_NONE`` or the reason."""
+def _limit_price_tick(price, tick):
+    """Checks of a limit price: ``(R_NONE, price // tick)`` or ``(reason, -1)``. One
+    division gives both the tick check and the tick index its level needs (this is on
+    the path of every limit order)."""
     if price <= 0:
-        return R_NON_POSITIVE_PRICE
+        return R_NON_POSITIVE_PRICE, np.int64(-1)
     if price > MAX_PRICE:
-        return R_PRICE_TOO_LARGE
-    if price % tick != 0:
-        return R_PRICE_OFF_TICK
-    return R_NONE
+        return R_PRICE_TOO_LARGE, np.int64(-1)
+    t = price // tick
+    if t * tick != price:
+        return R_PRICE_OFF_TICK, np.int64(-1)
+    return R_NONE, t
 
 
 @kernel
@@ -793,8 +869,9 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if probe >= 0:
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
     rests = order_type == LIMIT and tif == GTC
+    t = np.int64(-1)
     if order_type == LIMIT:
-        reason = _limit_price_reason(price, b.tick)
+        reason, t = _limit_price_tick(price, b.tick)
         if reason != R_NONE:
             return _reject(st, reason, order_id, nf)
         if b.collar_bps > 0 and _outside_collar(st, book, price):
@@ -809,7 +886,7 @@ def _add(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif):
     if not _fills_room_ok(st, fills, nf, book, side, limit_price, qty):
         return _reject(st, R_OUTPUT_FULL, order_id, nf)
     return _enter(st, fills, nf, ts, order_id, price, qty, book, side, order_type, tif,
-                  0, -1 - probe)
+                  0, -1 - probe, t)
 
 
 @kernel
@@ -817,8 +894,9 @@ def _rest_replayed(st, nf, ts, order_id, price, qty, book, side):
     """``EV_REST``: a feed's add rests at its price without matching (no halt check,
     no collar: the exchange accepted it)."""
     reason = _check_new(qty, side, LIMIT, GTC)
+    t = np.int64(-1)
     if reason == R_NONE:
-        reason = _limit_price_reason(price, st.books[book].tick)
+        reason, t = _limit_price_tick(price, st.books[book].tick)
     if reason != R_NONE:
         return _reject(st, reason, order_id, nf)
     probe = find_order(st, order_id, book)
@@ -826,11 +904,11 @@ def _rest_replayed(st, nf, ts, order_id, price, qty, book, side):
         return _reject(st, R_DUPLICATE_ID, order_id, nf)
     if not can_rest(st):
         return _reject(st, R_POOL_FULL, order_id, nf)
-    rest_order(st, book, side, price, order_id, qty, 0, ts, LIMIT, GTC, ST_NEW, -1 - probe)
+    rest_order(st, book, side, price, order_id, qty, 0, ts, LIMIT, GTC, ST_NEW, -1 - probe, t)
     return ST_NEW, R_NONE, order_id, np.int64(0), qty, nf
 
 
-@kernel
+@kernel(inline="always")
 def _find_for_update(st, order_id, book, side, price):
     """Index position of an order; with the anonymous fallback on, an unknown id acts
     on the anonymous volume resting at (side, price). -1 when neither exists."""
@@ -862,7 +940,7 @@ def _cancel(st, nf, kind, order_id, price, qty, book, side):
     full = (kind == EV_DELETE and not anonymous) or qty <= 0 or qty >= o.qty
     if full:
         filled = o.filled
-        remove_resting(st, slot, pos)
+        _remove_resting(st, slot, pos)
         return ST_CANCELLED, R_NONE, order_id, filled, np.int64(0), nf
     _reduce_resting(st, slot, pos, qty)
     return np.int64(o.status), R_NONE, order_id, o.filled, o.qty, nf
@@ -922,7 +1000,8 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book, replay):
         if new_qty < o.qty:
             _reduce_resting(st, slot, pos, o.qty - new_qty)
         return np.int64(o.status), R_NONE, order_id, o.filled, o.qty, nf
-    if new_price % b.tick != 0:
+    t = new_price // b.tick  # one division: the tick check and the level's tick index
+    if t * b.tick != new_price:
         return _reject(st, R_PRICE_OFF_TICK, order_id, nf)
     if not replay and b.collar_bps > 0 and new_price != o.price and _outside_collar(
             st, book, new_price):
@@ -934,14 +1013,14 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book, replay):
     prior_filled = o.filled
     order_type = o.order_type
     tif = o.tif
-    remove_resting(st, slot, pos)
+    _remove_resting(st, slot, pos)
     if replay:
         status = ST_NEW if prior_filled == 0 else ST_PARTIALLY_FILLED
         rest_order(st, book, side, new_price, order_id, new_qty, prior_filled, ts, order_type,
-                   tif, status)
+                   tif, status, np.int64(-1), t)
         return status, R_NONE, order_id, prior_filled, new_qty, nf
     return _enter(st, fills, nf, ts, order_id, new_price, new_qty, book, side, order_type, tif,
-                  prior_filled, -1)
+                  prior_filled, -1, t)
 
 
 @kernel
@@ -1002,12 +1081,11 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
         return _cancel(st, nf, kind, order_id, price, qty, book, side)
     if kind == EV_EXECUTE:
         return _execute(st, fills, nf, ts, order_id, price, qty, book, side)
-    if kind == EV_MODIFY:
-        return _modify(st, fills, nf, ts, order_id, price, qty, book, False)
+    if kind == EV_MODIFY or kind == EV_MOVE:
+        # one call site with a run-time flag: one compiled _modify, not one per literal
+        return _modify(st, fills, nf, ts, order_id, price, qty, book, kind == EV_MOVE)
     if kind == EV_REST:
         return _rest_replayed(st, nf, ts, order_id, price, qty, book, side)
-    if kind == EV_MOVE:
-        return _modify(st, fills, nf, ts, order_id, price, qty, book, True)
     b = st.books[book]
     if kind == EV_CLEAR:
         removed = clear_book(st, book)
