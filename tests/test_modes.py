@@ -159,6 +159,25 @@ def test_info_command_reports_the_environment_mode():
     assert len(bad.stderr.strip().splitlines()) == 1      # one line, no traceback
 
 
+def test_main_in_process_leaves_the_environment_as_it_found_it(monkeypatch, capsys):
+    """``--mode`` holds for one command (and its children): a program calling ``main``
+    keeps its own environment afterwards, whether the command ran or was refused."""
+    import kernels.jit as jit
+    from workbench.cli import main
+
+    same, other = ("safe", "lab") if jit.SAFE_MODE else ("lab", "safe")
+    monkeypatch.setenv("WORKBENCH_SAFE", "1" if jit.SAFE_MODE else "0")
+    monkeypatch.delenv("WORKBENCH_MODE", raising=False)
+    assert main(["--mode", same, "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bounds_checks"] is jit.SAFE_MODE
+    assert "WORKBENCH_MODE" not in os.environ
+    assert os.environ["WORKBENCH_SAFE"] == ("1" if jit.SAFE_MODE else "0")
+    assert main(["--mode", other, "info"]) == 2          # the other build is loaded
+    assert "already loaded the other build" in capsys.readouterr().err
+    assert "WORKBENCH_MODE" not in os.environ
+    assert os.environ["WORKBENCH_SAFE"] == ("1" if jit.SAFE_MODE else "0")
+
+
 def test_reports_carry_the_mode(monkeypatch):
     from workbench.backtest.results import _mode_note
     from workbench.bench import Suite

@@ -87,10 +87,12 @@ def input_error_message(exc: BaseException) -> str | None:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def _set_mode(name: str) -> bool:
+def _set_mode(name: str) -> dict | None:
     """Put ``--mode`` in the environment (the kernels pick their build from it when first
-    imported, and child processes inherit it). False when ``kernels`` is already loaded
-    with the other build (``main`` called inside a running program)."""
+    imported, and child processes inherit it). Returns the variables it replaced, for
+    :func:`_restore_env` once the command is done (``main`` called inside a running
+    program leaves the environment as it found it); None, changing nothing, when
+    ``kernels`` is already loaded with the other build."""
     import os
 
     previous = {k: os.environ.get(k) for k in ("WORKBENCH_MODE", "WORKBENCH_SAFE")}
@@ -98,13 +100,19 @@ def _set_mode(name: str) -> bool:
     os.environ.pop("WORKBENCH_SAFE", None)  # the mode decides the build
     jit = sys.modules.get("kernels.jit")
     if jit is None or jit.SAFE_MODE == jit.safe_mode_enabled():
-        return True
-    for key, value in previous.items():  # refused: leave the environment as it was
+        return previous
+    _restore_env(previous)   # refused: leave the environment as it was
+    return None
+
+
+def _restore_env(previous: dict) -> None:
+    import os
+
+    for key, value in previous.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    return False
 
 
 def _global_mode(argv: list[str]) -> str | None:
@@ -124,10 +132,22 @@ def _global_mode(argv: list[str]) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     wanted = _global_mode(argv)
-    if wanted in ("safe", "lab") and not _set_mode(wanted):
-        print(f"error: --mode {wanted}: this process already loaded the other build of the "
-              f"kernels; set WORKBENCH_MODE={wanted} before Python starts", file=sys.stderr)
-        return 2
+    previous = None
+    if wanted in ("safe", "lab"):
+        previous = _set_mode(wanted)
+        if previous is None:
+            print(f"error: --mode {wanted}: this process already loaded the other build of "
+                  f"the kernels; set WORKBENCH_MODE={wanted} before Python starts",
+                  file=sys.stderr)
+            return 2
+    try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            _restore_env(previous)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)

@@ -213,10 +213,11 @@ def code_fingerprint() -> str:
 
 
 def _safe_build() -> bool:
-    """The kernels' build this process runs (checked or not), without importing them."""
-    from kernels.jit import safe_mode_enabled
+    """The kernels' build this process runs: bounds-checked or not (``kernels.jit.SAFE_MODE``,
+    fixed when ``kernels`` was first imported; the environment may have changed since)."""
+    from kernels.jit import SAFE_MODE
 
-    return safe_mode_enabled()
+    return SAFE_MODE
 
 
 def _warm_task(token: str, warm: Callable, shared) -> dict:
