@@ -213,13 +213,17 @@ INVALIDATED_AT_IMPORT: list[str] = invalidate_stale_caches()
 
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,
-           cache: bool = True):
+           cache: bool = True, nrt: bool = True):
     """Compile ``fn`` as a workbench kernel.
 
     Usable bare (``@kernel``) or with options (``@kernel(inline="always")``).
     ``inline="always"`` is for tiny helpers called from hot loops; ``parallel`` for
     kernels using ``prange``. ``cache=False`` only for functions that take other
-    functions as arguments (user callbacks), which Numba cannot cache.
+    functions as arguments (user callbacks), which Numba cannot cache. ``nrt=False``
+    compiles without Numba's runtime: no reference counting of the arrays a kernel is
+    given or passes on (an atomic update per array per call), and no allocation (it
+    would not compile); for kernels that only work on arrays their caller owns for the
+    whole call (``kernels.book``).
     """
     options = dict(
         cache=cache,
@@ -230,6 +234,8 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
         fastmath=fastmath,
         parallel=parallel,
     )
+    if not nrt:
+        options["_nrt"] = False
 
     def decorate(f):
         try:

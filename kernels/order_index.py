@@ -71,7 +71,7 @@ def index_insert(keys, slots, pos, order_id, slot):
     slots[pos] = slot
 
 
-@kernel
+@kernel(nrt=False)   # no reference counts: the book's own kernels call it (kernels.book)
 def index_delete(keys, slots, shift, pos):
     """Remove the entry at ``pos``, shifting back the followers that probed past it."""
     mask = len(keys) - 1
