@@ -80,7 +80,7 @@ test: $(STAMP) browser redis
 	@rm -f .wheelhouse.rc; \
 	( $(MAKE) --no-print-directory wheelhouse > .wheelhouse.log 2>&1; echo $$? > .wheelhouse.rc ) & \
 	WORKBENCH_HEADLESS=1 WORKBENCH_WHEELHOUSE_RC=.wheelhouse.rc \
-		$(BIN)/python -m pytest -n 2 --dist loadfile tests $(PYTEST_ARGS); status=$$?; \
+		$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25 tests $(PYTEST_ARGS); status=$$?; \
 	wait; exit $$status
 
 # The notebooks alone, headless through nbmake (quick while writing a lesson). `make test`
