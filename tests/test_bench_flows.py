@@ -170,8 +170,8 @@ def test_engine_agrees_with_reference(which, flow_a, flow_b):
     assert batched.stats()["rejects"] == {}
 
     single = flow.new_book()
-    for method, args, kwargs in flows.python_calls(single, flow.events, flow.price_scale):
-        result = method(*args, **kwargs)
+    for method, args in flows.python_calls(single, flow.events, flow.price_scale):
+        result = method(*args)
         assert result.accepted, (args, result)
     assert _engine_resting(single) == expected
 

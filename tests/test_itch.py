@@ -345,6 +345,26 @@ def test_sample_events_follow_the_message_semantics(sample):
     assert len(one.events) == int(np.count_nonzero(e["symbol"] == feed.books.index("BOB")))
 
 
+def test_check_counts_the_selected_books_messages_type_by_type(sample):
+    """``itch-check --symbols``: besides the whole file's counts, the messages of the
+    selected books per type, against the plain-Python decode of the sample (a message
+    belongs to the stock its locate names in the stock directory)."""
+    messages = reference_decode(gzip.decompress(sample.read_bytes()))
+    names = {loc: v["stock"].decode().strip() for _, t, loc, _, _, v in messages if t == "R"}
+    assert sorted(names.values()) == ["ALC", "BOB", "CHAR"]
+    for chosen in (["BOB"], ["ALC", "CHAR"]):
+        locates = {loc for loc, name in names.items() if name in chosen}
+        want: dict[str, int] = {}
+        for _, t, loc, _, _, _ in messages:
+            if loc in locates:
+                want[itch.MESSAGE_NAMES[t]] = want.get(itch.MESSAGE_NAMES[t], 0) + 1
+        result = itch.check(sample, symbols=chosen)
+        assert result["selected_messages"] == want
+        assert sum(want.values()) < result["total_messages"]
+        assert "messages of the selected books: " in "\n".join(itch.summary_lines(result))
+    assert "selected_messages" not in itch.check(sample)     # every book: the file's counts
+
+
 def test_replay_matches_the_reference_book_on_the_sample(sample, tmp_path):
     result = replay_and_compare(sample, tmp_path)
     # the simulated sample deletes some orders before it adds them

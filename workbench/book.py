@@ -28,8 +28,9 @@ Two paths into the kernels:
   kernel call with no copying, the fast path for replays and simulations.
 
 Modes (``workbench.modes``): ``mode=`` (default: ``WORKBENCH_MODE``, else ProductionSafe).
-A ``LabUnsafe`` engine's ``submit`` skips the Python checks (arguments taken as given;
-the kernel's row checks remain) and a journal defaults to durability ``"none"``.
+A ``LabUnsafe`` engine's ``submit`` skips the Python type checks (arguments taken as
+given; the values are still checked, in the compiled entry) and a journal defaults to
+durability ``"none"``.
 
 Durability (``workbench.journal``): ``journal="DIR"`` journals every command that reaches
 the kernels through two hooks, ``_apply_one`` (wrapped) and ``_apply_batch`` (replaced);
@@ -52,6 +53,7 @@ import numpy as np
 import polars as pl
 
 from kernels import book as kbook
+from kernels import book_calls as kcalls
 from kernels import book_state
 from kernels.state_views import engine_context
 from kernels import records as R
@@ -91,6 +93,7 @@ _EV_CANCEL = R.EV_CANCEL
 _EV_MODIFY = R.EV_MODIFY
 _OUTPUT_FULL = R.R_OUTPUT_FULL
 _HAS_FILLS = 1 << 16  # a kernel result code at or above this carries fills
+_CHECK = kcalls.CHECK  # a priced entry left the call to the checked path (nothing applied)
 _INFINITIES = (float("inf"), float("-inf"))
 _new_result = tuple.__new__
 
@@ -141,6 +144,21 @@ def _integer(value, field: str) -> int:
         return operator.index(value)
     except TypeError:
         raise ValueError(f"{field}={value!r} must be an integer") from None
+
+
+def _entry_point(dispatcher, warm: tuple):
+    """``dispatcher`` compiled for the types of ``warm`` (called once with it), as its
+    compiled entry point: a call then skips the dispatcher's type resolution (~70 ns)."""
+    dispatcher(*warm)
+    try:
+        return dispatcher.overloads[tuple(numba.typeof(a) for a in warm)].entry_point
+    except (KeyError, AttributeError):
+        return dispatcher
+
+
+def _refer_to_checked_path(*args):
+    """A priced entry's stand-in that applies nothing (``_route_through_apply_one``)."""
+    return _CHECK, 0, 0
 
 
 def _positive_int(value, field: str, limit: int | None = None) -> int:
@@ -315,16 +333,60 @@ class _Books:
         self._ctx = int(self._ctx_array.ctypes.data)
         warm = (self._ctx, 0, 0, 0, 0, -1, 0, 0, 0, 0)  # book -1: a reject that changes nothing
         saved = self.state.counters.copy()
-        kbook.apply_one(*warm)
+        self._apply_one = _entry_point(kbook.apply_one, warm)
         self.state.counters[:] = saved
-        try:
-            # The compiled entry point skips the dispatcher's type resolution (~70 ns a call).
-            key = tuple(numba.typeof(a) for a in warm)
-            self._apply_one = kbook.apply_one.overloads[key].entry_point
-        except (KeyError, AttributeError):
-            self._apply_one = kbook.apply_one
         if getattr(self, "_journal", None) is not None:
             self._apply_one = self._journal.wrap_apply_one(self._apply_one)
+            self._route_through_apply_one()
+        else:
+            # The per-order path's own entries (kernels.book_calls); book -1: CHECK, no change.
+            self._add_priced = _entry_point(kcalls.add_priced,
+                                            (self._ctx, 0, 0, 0, 1.0, 0, -1, 0, 0, 0, 1))
+            self._cancel_one = _entry_point(kcalls.cancel_one, (self._ctx, 0, 0, -1))
+            self._modify_priced = _entry_point(kcalls.modify_priced,
+                                               (self._ctx, 0, 0, 1.0, 0, -1, 1))
+        self._new_chunk(size)
+
+    def _new_chunk(self, size: int) -> None:
+        """A fresh fills chunk of ``size`` slots for the priced entries. Each call's fills
+        are written after the previous call's and handed out as a view of the chunk
+        (``_fills_from_chunk``), never copied: results keep their chunk alive, the engine
+        moves on to a new one when this one is full."""
+        self._chunk = np.zeros(size, dtype=R.FILL)
+        self._chunk_ctx_array = engine_context(book_state.EngineState(self.state, self._chunk))
+        self._chunk_ctx = int(self._chunk_ctx_array.ctypes.data)
+        self._chunk_pos = 0
+
+    def _next_chunk(self, book: int) -> None:
+        """After ``R_OUTPUT_FULL`` from a priced entry (nothing applied): a new chunk of the
+        same size when this one holds fills already, else a larger one, as large as the
+        worst case of one event in ``book``."""
+        size = len(self._chunk)
+        if self._chunk_pos == 0:
+            b = self.state.books[book]
+            size = max(2 * size, int(b["orders"].sum()) + 1)
+        self._new_chunk(size)
+
+    def _fills_from_chunk(self, order_id, code, filled, leaves) -> OrderResult:
+        n = code >> 16
+        p = self._chunk_pos
+        fills = self._chunk[p:p + n]
+        self._chunk_pos = p + n
+        if self._record_fills:
+            self._fill_log.append(fills)
+        return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                         _REASON[(code >> 8) & 0xFF], fills))
+
+    def _route_through_apply_one(self) -> None:
+        """Send every single order through the ``_apply_one`` hook (a journal wraps it, a
+        closed mmap book replaces it): the priced entries answer CHECK, so ``submit``,
+        ``cancel`` and ``modify`` take their checked path, which calls the hook."""
+        self._add_priced = self._cancel_one = self._modify_priced = _refer_to_checked_path
+
+    def _grow_scratch(self, book: int) -> None:
+        """A scratch buffer large enough for the worst case of one event in ``book``."""
+        b = self.state.books[book]
+        self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
 
     # ------------------------------------------------------------------- conversions
     @property
@@ -379,8 +441,7 @@ class _Books:
         buffer too small for this event's worst case (nothing was applied: grow, retry)."""
         if code >> 16:
             return self._result_with_fills(order_id, code, filled, leaves)
-        b = self.state.books[book]
-        self._set_scratch(max(2 * len(self._scratch), int(b["orders"].sum()) + 1))
+        self._grow_scratch(book)
         return self._call(kind, book, order_id, *event)
 
     def _result_with_fills(self, order_id, code, filled, leaves) -> OrderResult:
@@ -390,9 +451,102 @@ class _Books:
         return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
                                          _REASON[(code >> 8) & 0xFF], fills))
 
+    # The per-order path (issue 12): one compiled call does the common case. ``_submit``,
+    # ``_cancel`` and ``_modify`` check only the Python *types* here (exact int, float and
+    # enum types: Numba's unboxing would truncate a float quantity or take a bool); the
+    # values, the price's conversion to units and its tick are checked in the kernel
+    # (``kernels.book_calls``). Anything else, and anything the kernel leaves to Python
+    # (``_CHECK``, nothing applied), goes to the ``*_checked`` path: the same result, or the
+    # ``ValueError`` naming the field.
     def _submit(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
-        # One pass of checks, cheapest first: this is the per-order Python path. Every
-        # value of an unexpected type goes to the precise (slower) check.
+        oid = order_id
+        if oid is None:
+            oid = self._next_id
+            if oid >= AUTO_ID_END:
+                oid = None                       # exhausted: the checked path says so
+        tp = type(price)
+        if ((tp is float or tp is int) and type(qty) is int and type(oid) is int
+                and type(side) is Side and type(order_type) is OrderType
+                and type(tif) is TimeInForce and (ts is None or type(ts) is int)):
+            try:
+                code, filled, leaves = self._add_priced(
+                    self._chunk_ctx, self._chunk_pos, ts or 0, oid, price, qty, book, side,
+                    order_type, tif, self._price_scale)
+            except OverflowError:                # an int beyond int64
+                code = _CHECK
+            if code >= 0:
+                if self._next_id <= oid < AUTO_ID_END:
+                    self._next_id = oid + 1      # automatic ids never collide with given ones
+                if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+                    return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
+                                                     _REASON[code >> 8], _NO_FILLS))
+                if code >> 16:
+                    return self._fills_from_chunk(oid, code, filled, leaves)
+                self._next_chunk(book)           # nothing applied: retry with room
+                return self._submit(book, side, price, qty, order_type, tif, oid, ts)
+        return self._submit_checked(book, side, price, qty, order_type, tif, order_id, ts)
+
+    def _submit_trusted(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
+        """``_submit`` of ``LabUnsafe`` engines: the arguments are taken as given (sides,
+        types and times in force as enum members or their int codes, prices as numbers,
+        quantities as ints), without the type checks; the entry still checks the values
+        and leaves a wrong one to the checked path, which raises."""
+        oid = self._next_id if order_id is None else order_id
+        try:
+            code, filled, leaves = self._add_priced(
+                self._chunk_ctx, self._chunk_pos, ts or 0, oid, price, qty, book, side,
+                order_type, tif, self._price_scale)
+        except (TypeError, ValueError, OverflowError):
+            # An argument the compiled entry cannot take as it is ("buy", None for a
+            # market order's price): nothing was applied. The checked path accepts every
+            # form it documents and names the field of a wrong value.
+            code = _CHECK
+        if code < 0:
+            return self._submit_checked(book, side, price, qty, order_type, tif, order_id, ts)
+        if self._next_id <= oid < AUTO_ID_END:
+            self._next_id = oid + 1
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        if code >> 16:
+            return self._fills_from_chunk(oid, code, filled, leaves)
+        self._next_chunk(book)
+        return self._submit_trusted(book, side, price, qty, order_type, tif, oid, ts)
+
+    def _cancel(self, book, order_id, qty) -> OrderResult:
+        if type(order_id) is int and (qty is None or type(qty) is int and qty > 0):
+            try:
+                code, filled, leaves = self._cancel_one(self._ctx, order_id, qty or 0, book)
+            except OverflowError:
+                code = _CHECK
+            if code >= 0:        # a cancel trades nothing: no fills, never R_OUTPUT_FULL
+                return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
+                                                 _REASON[code >> 8], _NO_FILLS))
+        return self._cancel_checked(book, order_id, qty)
+
+    def _modify(self, book, order_id, price, qty) -> OrderResult:
+        tp = type(price)
+        if ((tp is float or tp is int) and type(order_id) is int
+                and (qty is None or type(qty) is int and qty > 0)):
+            try:
+                code, filled, leaves = self._modify_priced(
+                    self._chunk_ctx, self._chunk_pos, order_id, price, qty or 0, book,
+                    self._price_scale)
+            except OverflowError:
+                code = _CHECK
+            if code >= 0:
+                if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+                    return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled,
+                                                     leaves, _REASON[code >> 8], _NO_FILLS))
+                if code >> 16:
+                    return self._fills_from_chunk(order_id, code, filled, leaves)
+                self._next_chunk(book)
+                return self._modify(book, order_id, price, qty)
+        return self._modify_checked(book, order_id, price, qty)
+
+    def _submit_checked(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
+        # Every check in Python, cheapest first (what ``_submit`` leaves to this path):
+        # a value of an unexpected type goes to the precise (slower) check.
         if type(side) is Side and type(order_type) is OrderType and type(tif) is TimeInForce:
             side_code, type_code, tif_code = side, order_type, tif  # IntEnums: the kernel's ints
         else:
@@ -441,35 +595,7 @@ class _Books:
         return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side_code, rounded, qty,
                             type_code, tif_code, ts)
 
-    def _submit_trusted(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
-        """``_submit`` of ``LabUnsafe`` engines: the arguments are taken as given (sides,
-        types and times in force as enum members or their int codes, prices as numbers
-        on the tick, quantities as ints); only the kernel's own row checks remain."""
-        given_id, next_id = order_id, self._next_id
-        try:
-            rounded = round(price * self._price_scale) if price is not None else 0
-            if order_id is None:
-                order_id = next_id
-                self._next_id = order_id + 1
-            elif next_id <= order_id < AUTO_ID_END:
-                self._next_id = order_id + 1
-            code, filled, leaves = self._apply_one(self._ctx, ts or 0, order_id, rounded, qty,
-                                                   book, _EV_ADD, side, order_type, tif)
-        except (TypeError, ValueError, OverflowError):
-            # An argument the compiled entry point cannot take as it is ("buy", a Decimal,
-            # None where a number goes): nothing was applied. The checked path accepts every
-            # form it documents and names the field of a wrong value. Costs nothing when
-            # the call goes through (zero-cost exceptions).
-            self._next_id = next_id
-            return type(self)._submit(self, book, side, price, qty, order_type, tif,
-                                      given_id, ts)
-        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-            return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
-                                             _REASON[code >> 8], _NO_FILLS))
-        return self._finish(code, filled, leaves, _EV_ADD, book, order_id, side, rounded, qty,
-                            order_type, tif, ts or 0)
-
-    def _cancel(self, book, order_id, qty) -> OrderResult:
+    def _cancel_checked(self, book, order_id, qty) -> OrderResult:
         if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
             order_id = _order_id(order_id)
         if qty is None:
@@ -478,7 +604,7 @@ class _Books:
             qty = _qty(qty)
         return self._call(_EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
 
-    def _modify(self, book, order_id, price, qty) -> OrderResult:
+    def _modify_checked(self, book, order_id, price, qty) -> OrderResult:
         if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
             order_id = _order_id(order_id)
         if price is None:
@@ -541,6 +667,7 @@ class _Books:
         others = [("events", events)] + [(f"the engine's state ({name})", array)
                                          for name, array in zip(self.state._fields, self.state)]
         others.append(("the engine's scratch buffer", self._scratch))
+        others.append(("the engine's fills chunk", self._chunk))
         for i, (name, array) in enumerate(outputs):
             for other_name, other in others + outputs[:i]:
                 if len(array) and len(other) and np.may_share_memory(array, other):

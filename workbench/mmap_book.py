@@ -574,6 +574,7 @@ class MappedEngine(Engine):
         self.state = book_state.BookState(*copies)
         self._set_scratch(len(self._scratch))
         self._apply_one = _closed_one
+        self._route_through_apply_one()
         self._apply_batch = _closed_batch
         self._raw = None
         self._closed = True

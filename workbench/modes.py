@@ -10,9 +10,10 @@ JSON's ``"safety"`` key, backtest reports, the dashboard).
 =================  ===========================================  ==========================
 layer              ProductionSafe                               LabUnsafe
 =================  ===========================================  ==========================
-validation         every argument of ``Engine``'s single-order  the single-order calls
-                   calls checked at the Python boundary         take ints/enums/floats as
-                   (``ValueError`` naming the field)            given (no Python checks)
+validation         every argument of ``Engine``'s single-order  ``submit`` takes ints,
+                   calls checked at the boundary: types in      enums and floats as given
+                   Python, values in the compiled entry         (no type checks); values
+                   (``ValueError`` naming the field)            as ProductionSafe
 journal            the durable default for what acknowledges    durability ``"none"`` by
                    to others: durability ``"every"``; a FIX     default, no warning
                    acceptor without ``journal=DIR`` warns
@@ -54,8 +55,10 @@ order stream; the README's safety table):
 * **Risk checks stay on in both modes**: the pre-trade check is compiled into the
   backtest and pipeline loops, a limit of 0 means no limit, and it costs a few ns an
   order (measured); a second, check-free copy of those loops is not worth keeping.
-* **Validation** is per call and cheap; LabUnsafe skips it only on ``Engine``'s
-  single-order path, where it is a measurable share of the call.
+* **Validation** is per call and cheap: the values are checked in the compiled entry
+  (``kernels.book_calls``), where it costs nanoseconds, and a wrong one still gets the
+  ``ValueError`` in both modes. LabUnsafe skips only the Python type checks of
+  ``submit`` (a float quantity or a bool side would then be taken as an int).
 """
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ DC_UNLISTED = 5        # messages of a locate no stock directory message named
 DC_LIVE = 6            # live references in the table now
 DC_PEAK_LIVE = 7       # most live references at once
 DC_OVERFILLS = 8       # E C X of more shares than the order had left
-N_DECODE_COUNTS = 16
+DC_TYPES = 16          # counters[DC_TYPES + type byte]: DC_MESSAGES by message type
+N_DECODE_COUNTS = DC_TYPES + 256
 
 _A, _F, _E, _C, _X, _D, _U, _P, _Q, _H = 65, 70, 69, 67, 88, 68, 85, 80, 81, 72
 LOOKAHEAD = 16  # messages between a table slot's prefetch and its use
@@ -205,6 +206,7 @@ def decode_events(buf, start, end, locate_book, table, counters, events):
             pos = nxt
             continue
         counters[DC_MESSAGES] += 1
+        counters[DC_TYPES + t] += 1
         ts = u48(buf, p + 5)
         if t == _A or t == _F:
             ref = u64(buf, p + 11)

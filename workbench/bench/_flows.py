@@ -324,23 +324,27 @@ def reference_summary(ref, tick_units: int = TICK_UNITS) -> BookSummary:
 
 # ---------------------------------------------------------------------- consumers
 def python_calls(book, events: np.ndarray, price_scale: int = PRICE_SCALE) -> list[tuple]:
-    """The events as ``(method, args, kwargs)`` calls of the per-order Python path of
-    ``book`` (an ``OrderBook``): ``submit(side, price, qty, tif=..., order_id=...)``,
-    ``cancel(order_id)`` and ``modify(order_id, price=...)``; prices as prices."""
-    from workbench.enums import Side, TimeInForce
+    """The events as ``(method, args)`` calls of the per-order Python path of ``book`` (an
+    ``OrderBook``): ``submit(side, price, qty, OrderType.LIMIT, tif, order_id)``,
+    ``cancel(order_id)`` and ``modify(order_id, price, qty)``; prices as prices, sides and
+    times in force as enum members. Positional, as :func:`reference_rows` are: the loop
+    that replays them costs the same for both (a ``**kwargs`` dict per call would be the
+    harness's cost, not the engine's)."""
+    from workbench.enums import OrderType, Side, TimeInForce
 
     calls = []
     sides = (Side.BUY, Side.SELL)
     tifs = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK)
+    limit = OrderType.LIMIT
     for ts, oid, price, qty, _, kind, side, _, tif in events.tolist():
         if kind == R.EV_ADD:
-            calls.append((book.submit, (sides[side], price / price_scale, qty),
-                          {"tif": tifs[tif], "order_id": oid}))
+            calls.append((book.submit, (sides[side], price / price_scale, qty, limit, tifs[tif],
+                                        oid)))
         elif kind in (R.EV_DELETE, R.EV_CANCEL) and qty == 0:
-            calls.append((book.cancel, (oid,), {}))
+            calls.append((book.cancel, (oid,)))
         elif kind == R.EV_MODIFY:
-            calls.append((book.modify, (oid,), {"price": price / price_scale if price else None,
-                                               "qty": qty if qty else None}))
+            calls.append((book.modify, (oid, price / price_scale if price else None,
+                                        qty if qty else None)))
         else:
             raise ValueError(f"python_calls: event kind {kind} is not part of the flows")
     return calls

@@ -240,12 +240,12 @@ class _FlowRun:
         book = self.flow.new_book()
         calls = flows.python_calls(book, self.flow.events, self.flow.price_scale)
         warm, timed = calls[:self.flow.warmup], calls[self.flow.warmup:]
-        for method, args, kwargs in warm:
-            method(*args, **kwargs)
+        for method, args in warm:
+            method(*args)
 
         def loop():
-            for method, args, kwargs in timed:
-                method(*args, **kwargs)
+            for method, args in timed:
+                method(*args)
 
         elapsed = _timed(loop)
         self.summaries["python"] = flows.engine_summary(book, self.flow.tick_units)

@@ -208,6 +208,15 @@ class ItchFeed:
         return {name: int(self.counts[ord(t)]) for t, name in MESSAGE_NAMES.items()
                 if self.counts[ord(t)]}
 
+    def selected_message_counts(self) -> dict[str, int]:
+        """Valid messages of the selected books per type name, in the spec's order, as the
+        decode walk counted them (empty before :meth:`decode_events` ran). Market-wide
+        messages (locate 0: system events and the like) belong to no book."""
+        if self.decode_counts is None:
+            return {}
+        row = self.decode_counts[itch_decode.DC_TYPES:]
+        return {name: int(row[ord(t)]) for t, name in MESSAGE_NAMES.items() if row[ord(t)]}
+
     @property
     def truncated(self) -> bool:
         return bool(self.counts[itch_frame.IC_TRUNCATED]) or self.gzip_problem is not None
@@ -566,6 +575,8 @@ def check(path, symbols: Sequence[str] | None = None, bbo: str | os.PathLike | N
         **feed.reference_problems(),
         "events": int(len(events)),
     }
+    if not feed.selected_all:     # --symbols: what the selected books got, type by type
+        result["selected_messages"] = feed.selected_message_counts()
     replay_seconds = 0.0
     writer = _TopWriter(bbo, feed) if bbo is not None else None
     counters = np.zeros(itch_replay.N_REPLAY_COUNTS, dtype=np.int64)
@@ -664,6 +675,9 @@ def summary_lines(result: dict) -> list[str]:
     """``itch-check``'s text report."""
     lines = [f"file: {result['file']}"]
     lines.append("messages: " + ", ".join(f"{k} {v:,}" for k, v in result["messages"].items()))
+    if "selected_messages" in result:
+        lines.append("messages of the selected books: " + (", ".join(
+            f"{k} {v:,}" for k, v in result["selected_messages"].items()) or "none"))
     lines.append(f"total messages: {result['total_messages']:,}  books: {result['books']:,}  "
                  f"events: {result['events']:,}  complete day: {result['complete_day']}")
     bad = result["bad_frames"]

@@ -566,5 +566,6 @@ def attach(engine, directory, durability: str = "every", snapshot_every: int | N
         raise
     engine._journal = journal
     engine._apply_one = journal.wrap_apply_one(engine._apply_one)
+    engine._route_through_apply_one()   # every single order is journaled by the hook
     engine._apply_batch = journal.apply_batch
     return journal
