@@ -328,6 +328,7 @@ class _Books:
     def _set_scratch(self, size: int) -> None:
         """(Re)build the fills scratch buffer and the single-call context over it."""
         self._scratch = np.zeros(size, dtype=R.FILL)
+        self._scratch_bytes = self._scratch.view(np.uint8)
         # kept alive: the kernel reads it
         self._ctx_array = engine_context(book_state.EngineState(self.state, self._scratch))
         self._ctx = int(self._ctx_array.ctypes.data)
@@ -445,7 +446,9 @@ class _Books:
         return self._call(kind, book, order_id, *event)
 
     def _result_with_fills(self, order_id, code, filled, leaves) -> OrderResult:
-        fills = self._scratch[:code >> 16].copy()
+        # a copy of the bytes: numpy's copy of a padded structured dtype costs ~5 us, this ~1
+        n = code >> 16
+        fills = np.ndarray(n, R.FILL, bytearray(self._scratch_bytes[:n * R.FILL.itemsize]))
         if self._record_fills:
             self._fill_log.append(fills)
         return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled, leaves,
