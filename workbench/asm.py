@@ -17,6 +17,12 @@ The verdict: vectorised when the body holds packed arithmetic; ``width_bits`` is
 widest register such an instruction uses. Moves (``vmovups``) and logic (``vxorps``, a
 register-zeroing idiom) are not arithmetic and do not count. :func:`host_simd` says what
 the CPU offers, as LLVM sees it (the same source ``workbench.buildinfo`` reports).
+
+:func:`refcount_calls` reads the LLVM IR of a kernel (``dispatcher.inspect_llvm()``, the
+same rule: a fresh compile when the code came from the cache) and counts the calls to
+Numba's runtime that update reference counts (``NRT_incref``, ``NRT_decref``), per compiled
+function: the kernel's own and every kernel it calls that LLVM did not inline (their code
+is linked into the kernel's module), but not the wrappers that convert Python arguments.
 """
 from __future__ import annotations
 
@@ -25,7 +31,8 @@ import re
 import warnings
 from dataclasses import dataclass
 
-__all__ = ["AsmReport", "vector_report", "host_simd", "function_body", "classify"]
+__all__ = ["AsmReport", "vector_report", "host_simd", "function_body", "classify",
+           "refcount_calls"]
 
 # x86-64 (AT&T syntax as LLVM prints it): mnemonic, then operands
 _X86_PACKED = re.compile(
@@ -210,3 +217,83 @@ def _report(dispatcher, sig) -> AsmReport:
         examples = scalar_lines[:3]
     return AsmReport(dispatcher.__name__, ", ".join(str(t) for t in sig), isa, packed > 0,
                      width, packed, scalar, tuple(examples[:3]), note)
+
+
+# ------------------------------------------------------------------ reference counts
+_DEFINE = re.compile(r'^define\b[^@]*@"?([^\s"(]+)"?\(')
+_REFCOUNT_CALL = re.compile(r"\b(?:call|invoke)\b[^;]*@(NRT_incref|NRT_decref)\(")
+_MANGLED_PART = re.compile(r"(\d+)")
+
+
+def _python_name(symbol: str) -> str:
+    """The Python function name in a Numba symbol: ``loop_counted`` from
+    ``_ZN7kernels17lessons_refcounts12loop_countedB2v1B..E5Array...`` (Itanium-style
+    ``<length><name>`` parts after ``_ZN``; the last one is the function)."""
+    pos, last = 3, symbol
+    while pos < len(symbol) and symbol[pos].isdigit():
+        digits = _MANGLED_PART.match(symbol, pos).group(1)
+        pos += len(digits)
+        last = symbol[pos:pos + int(digits)]
+        pos += int(digits)
+    return last
+
+
+def _llvm_ir(dispatcher, sig) -> str:
+    """The LLVM IR of ``dispatcher`` for ``sig``: its own when it was compiled in this
+    process, else (loaded from the on-disk cache, which Numba cannot show) that of a
+    fresh, uncached compile with the kernel's own options."""
+    from numba import njit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # NumbaPerformanceWarning and friends: not the point
+        dispatcher.compile(sig)
+        compiled = dispatcher.overloads[sig]
+        if not getattr(compiled.library, "_disable_inspection", False):
+            return dispatcher.inspect_llvm(sig)
+        options = {k: v for k, v in dispatcher.targetoptions.items()
+                   if k not in ("nopython", "cache")}
+        fresh = njit(cache=False, **options)(dispatcher.py_func)
+        fresh.compile(sig)
+        return fresh.inspect_llvm(sig)
+
+
+def refcount_calls(dispatcher, signature=None) -> dict:
+    """How many reference-count updates the compiled code of ``dispatcher`` (a
+    ``kernels.jit.kernel`` function) for ``signature`` (as :func:`vector_report`'s)
+    holds: calls to ``NRT_incref`` and ``NRT_decref`` in its LLVM IR.
+
+    Returns ``{"function", "signature", "incref", "decref", "by_function"}``, where
+    ``by_function`` maps each compiled function of the module (the kernel and the kernels
+    it calls that LLVM kept as calls, by Python name) to ``{"incref": n, "decref": m}``
+    and the totals add them up. The wrappers that convert arguments from and to Python
+    are left out: they run once per call from Python, not per call between kernels.
+    These are static counts (call sites in the code), not how often they run.
+    ``ValueError`` for what is not a Numba dispatcher or an ambiguous signature."""
+    from numba.core.registry import CPUDispatcher
+
+    if not isinstance(dispatcher, CPUDispatcher):
+        raise ValueError(f"dispatcher must be a compiled kernel (a Numba dispatcher), got "
+                         f"{type(dispatcher).__name__}")
+    sig = _signature_of(dispatcher, signature)
+    by_function: dict[str, dict[str, int]] = {}
+    counts = None
+    for line in _llvm_ir(dispatcher, sig).splitlines():
+        if line.startswith("define"):
+            found = _DEFINE.match(line)
+            symbol = found.group(1) if found else ""
+            counts = None
+            if symbol.startswith("_ZN") and not symbol.startswith("_ZN7cpython"):
+                name, k = _python_name(symbol), 2
+                while name in by_function:           # one Python function compiled twice
+                    name, k = f"{_python_name(symbol)}#{k}", k + 1
+                counts = by_function[name] = {"incref": 0, "decref": 0}
+        elif line.startswith("}"):
+            counts = None
+        elif counts is not None:
+            call = _REFCOUNT_CALL.search(line)
+            if call:
+                counts["incref" if call.group(1) == "NRT_incref" else "decref"] += 1
+    return {"function": dispatcher.__name__, "signature": ", ".join(str(t) for t in sig),
+            "incref": sum(c["incref"] for c in by_function.values()),
+            "decref": sum(c["decref"] for c in by_function.values()),
+            "by_function": by_function}

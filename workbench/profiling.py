@@ -18,6 +18,9 @@ addresses in JIT-compiled code with no symbol map to name them. What *can* be me
   machine does not expose a counter (virtual machines often hide the hardware ones:
   ``cycles``, ``instructions``, cache misses), the frame says so row by row instead of
   guessing.
+* **Calls between kernels**: :func:`refcount_loops` times the two call loops of
+  ``kernels.lessons_refcounts`` (a helper given nine arrays, compiled with and without
+  Numba's runtime), the same calls with and without reference counting.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from kernels import clock as kc
 from kernels import vwap as kv
 
 __all__ = ["stage_frame", "profile_trade_stages", "clock_read_ns", "perf_counters",
-           "perf_available", "DEFAULT_EVENTS"]
+           "perf_available", "DEFAULT_EVENTS", "refcount_state", "refcount_loops"]
 
 DEFAULT_EVENTS = ("task-clock", "context-switches", "cpu-migrations", "page-faults",
                   "cycles", "instructions", "branch-misses", "cache-misses")
@@ -99,6 +102,64 @@ def profile_trade_stages(ts, prices, qtys, window_ns: int, repeats: int = 7):
         kv.trade_stages(t, p, q, window, out, marks[r])
         wall[r] = time.perf_counter_ns() - t0
     return stage_frame(marks, kv.STAGES, wall, items=len(t))
+
+
+def refcount_state(rows: int = 1_024, seed: int = 16) -> tuple[np.ndarray, ...]:
+    """Nine int64 arrays of ``rows`` entries (a power of two), the state the loops of
+    ``kernels.lessons_refcounts`` hand to their helper: a key index (key ``k`` in slot
+    ``k``, every eighth slot empty: -1) and eight columns of values below 1,000."""
+    if (isinstance(rows, bool) or not isinstance(rows, (int, np.integer)) or rows < 1
+            or rows & (rows - 1)):
+        raise ValueError(f"rows={rows!r} must be a positive power of two")
+    rng = np.random.default_rng(seed)
+    keys = np.arange(int(rows), dtype=np.int64)
+    keys[7::8] = -1
+    return (keys,) + tuple(rng.integers(0, 1_000, int(rows), dtype=np.int64) for _ in range(8))
+
+
+def refcount_loops(state=None, n_calls: int = 100_000, repeats: int = 7):
+    """Time ``kernels.lessons_refcounts``' two loops of ``n_calls`` calls to a helper given
+    the nine arrays of ``state`` (default :func:`refcount_state`): the helper compiled with
+    Numba's runtime (every call updates the reference count of each array on the way in
+    and out) and without it (``nrt=False``). The variants run interleaved, ``repeats``
+    times each after a warm-up (which compiles them); columns: variant, ns_per_call
+    (median), min_ns_per_call, speedup_vs_runtime (of the medians, same run), result
+    (the loop's sum: equal for both)."""
+    import polars as pl
+
+    from kernels import lessons_refcounts as krc
+
+    for name, value in (("n_calls", n_calls), ("repeats", repeats)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+    state = refcount_state() if state is None else tuple(state)
+    if len(state) != 9:
+        raise ValueError(f"state must be nine arrays, got {len(state)}")
+    for k, a in enumerate(state):
+        if not isinstance(a, np.ndarray) or a.dtype != np.int64 or a.ndim != 1:
+            raise ValueError(f"state[{k}] must be a 1-D int64 array, got "
+                             f"{getattr(a, 'dtype', type(a).__name__)}")
+    n = len(state[0])
+    if n < 1 or n & (n - 1) or any(len(a) != n for a in state):
+        raise ValueError(f"state's arrays must have one length, a power of two; got "
+                         f"{[len(a) for a in state]}")
+    loops = {"with the runtime (NRT)": krc.loop_counted, "nrt=False": krc.loop_borrowed}
+    results = {}
+    for name, loop in loops.items():
+        loop(*state, 1)                              # compiles it (once per process)
+        results[name] = int(loop(*state, n_calls))   # and warms the caches
+    times = {name: [] for name in loops}
+    for _ in range(repeats):
+        for name, loop in loops.items():
+            t0 = time.perf_counter_ns()
+            loop(*state, n_calls)
+            times[name].append(time.perf_counter_ns() - t0)
+    base = float(np.median(times["with the runtime (NRT)"]))
+    rows = [{"variant": name, "ns_per_call": float(np.median(t)) / n_calls,
+             "min_ns_per_call": float(min(t)) / n_calls,
+             "speedup_vs_runtime": base / max(float(np.median(t)), 1.0),
+             "result": results[name]} for name, t in times.items()]
+    return pl.DataFrame(rows)
 
 
 def perf_available() -> tuple[bool, str]:
