@@ -1,11 +1,12 @@
 """A software prefetch: ask the CPU to bring an array element's cache line in early.
 
-The ITCH decoder and replay look orders up in tables far larger than the caches (a
+The ITCH decoder and the book's batch loops (``kernels.book.prefetch_order``: the batch
+paths and the ITCH replay) look orders up in tables far larger than the caches (a
 reference table or an order index of a million live orders is tens of MB), in an order
-the hardware prefetcher cannot guess. Their messages name the order a few messages ahead
-of where the work is, though, so the loops issue :func:`prefetch` for the slot that
-message will touch and keep several cache misses in flight instead of waiting on each in
-turn. ``llvm.prefetch`` is a hint: it never faults, so an index outside the array costs
+the hardware prefetcher cannot guess. Their input names the order a few messages or
+events ahead of where the work is, though, so the loops issue :func:`prefetch` for the
+slot that one will touch and keep several cache misses in flight instead of waiting on
+each in turn. ``llvm.prefetch`` is a hint: it never faults, so an index outside the array costs
 nothing but a wasted hint (the loops still only prefetch inside the array).
 """
 from __future__ import annotations

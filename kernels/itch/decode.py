@@ -26,7 +26,7 @@ H      ``EV_HALT``: ``price`` -1 halted or paused, 0 quotation only, 1 trading
 =====  ======================================================================
 
 The walk keeps the table slots of the next ``LOOKAHEAD`` order messages on their way
-into the cache (``kernels.itch.prefetch``): on a day with a million live orders the
+into the cache (``kernels.prefetch``): on a day with a million live orders the
 table is far larger than the caches and each lookup would otherwise wait on memory.
 
 Every other type changes no book and makes no event. A reference that is not live
@@ -78,7 +78,7 @@ import numpy as np
 from kernels.itch import refs
 from kernels.itch.fields import raw4, raw8, u16, u32, u48, u64
 from kernels.itch.frame import FR_INCOMPLETE, FR_OK, frame_at
-from kernels.itch.prefetch import prefetch
+from kernels.prefetch import prefetch
 from kernels.jit import kernel
 from kernels.pointers import borrow
 from kernels.records import (

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.book import apply_event
+from kernels.book import PREFETCH_AHEAD, apply_event, prefetch_order
 from kernels.jit import kernel
 from kernels.pointers import borrow, borrow_fills
 from kernels.records import (
@@ -71,6 +71,8 @@ def replay(st, events, start, stop, fills, last, emit, crossed, tops, counters):
     n = 0
     dirty = counters[RC_PENDING] != 0
     for i in range(max(start, 0), stop):
+        if i + PREFETCH_AHEAD < stop:
+            prefetch_order(st, events[i + PREFETCH_AHEAD].order_id)
         e = events[i]
         book = e.symbol
         kind = e.kind
