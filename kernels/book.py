@@ -571,23 +571,38 @@ def rest_order(st, book, side, price, order_id, qty, filled, ts, order_type, tif
 def _rest_order(st, book, side, price, t, order_id, qty, filled, ts, order_type, tif, status,
                 ins_pos):
     """:func:`rest_order` with ``t = price // tick`` given, inlined into the hot paths."""
-    pool = st.pool
     counters = st.counters
-    b = st.books[book]
     h = _level_at(st, book, side, price, t)
     slot = counters[EC_FREE_HEAD]
-    o = pool[slot]
+    o = st.pool[slot]
     counters[EC_FREE_HEAD] = o.next
     o.order_id = order_id
-    o.price = price
-    o.qty = qty
     o.filled = filled
-    o.ts = ts
     o.symbol = book
-    o.level = h
     o.side = side
     o.order_type = order_type
     o.tif = tif
+    _link_resting(st, slot, book, side, h, price, qty, ts, status)
+    pos = ins_pos if ins_pos >= 0 else -1 - find_order(st, order_id, book)
+    index_insert(st.index_keys, st.index_slots, pos, order_id, slot)
+    st.books[book].orders[side] += 1
+    counters[EC_LIVE] += 1
+    return slot
+
+
+@kernel(inline="always")
+def _link_resting(st, slot, book, side, h, price, qty, ts, status):
+    """Append the order in ``slot`` at the tail of level ``h`` (of ``book``, ``side``,
+    at ``price``) with ``qty`` and ``ts``: its queue links and the level's (created
+    when it was empty), not the index or the pool's free list."""
+    pool = st.pool
+    counters = st.counters
+    b = st.books[book]
+    o = pool[slot]
+    o.price = price
+    o.qty = qty
+    o.ts = ts
+    o.level = h
     o.status = status
     o.next = -1
     lv = st.levels[h]
@@ -606,11 +621,6 @@ def _rest_order(st, book, side, price, t, order_id, qty, filled, ts, order_type,
     lv.tail = slot
     lv.count += 1
     lv.qty += qty
-    pos = ins_pos if ins_pos >= 0 else -1 - find_order(st, order_id, book)
-    index_insert(st.index_keys, st.index_slots, pos, order_id, slot)
-    b.orders[side] += 1
-    counters[EC_LIVE] += 1
-    return slot
 
 
 @kernel
@@ -625,6 +635,25 @@ def remove_resting(st, slot, pos):
 @kernel(inline="always")
 def _remove_resting(st, slot, pos):
     """:func:`remove_resting`, inlined into the hot paths (cancel, modify, a fill)."""
+    counters = st.counters
+    o = st.pool[slot]
+    book = o.symbol
+    side = o.side
+    if pos < 0:
+        pos = find_order(st, o.order_id, book)
+    index_delete(st.index_keys, st.index_slots, counters[EC_HASH_SHIFT], pos)
+    st.books[book].orders[side] -= 1
+    counters[EC_LIVE] -= 1
+    _unlink_resting(st, slot)
+    o.prev = -1
+    o.next = counters[EC_FREE_HEAD]
+    counters[EC_FREE_HEAD] = slot
+
+
+@kernel(inline="always")
+def _unlink_resting(st, slot):
+    """Take the order in ``slot`` out of its level's queue (the level freed when it
+    empties), not out of the index or the pool."""
     pool = st.pool
     counters = st.counters
     o = pool[slot]
@@ -645,14 +674,6 @@ def _remove_resting(st, slot, pos):
         lv.tail = prv
     lv.count -= 1
     lv.qty -= o.qty
-    if pos < 0:
-        pos = find_order(st, o.order_id, book)
-    index_delete(st.index_keys, st.index_slots, counters[EC_HASH_SHIFT], pos)
-    b.orders[side] -= 1
-    counters[EC_LIVE] -= 1
-    o.prev = -1
-    o.next = counters[EC_FREE_HEAD]
-    counters[EC_FREE_HEAD] = slot
     if lv.count == 0:
         if h < counters[EC_OVF_BASE] and b.best[side] != h:
             # the common case inline: a window level behind the best emptied (the best,
@@ -1024,18 +1045,23 @@ def _modify(st, fills, nf, ts, order_id, price, qty, book, replay):
             st, book, new_price):
         return _reject(st, R_PRICE_OUT_OF_BAND, order_id, nf)
     side = o.side
-    if not replay and not _fills_room_ok(st, fills, nf, book, side, new_price, new_qty):
-        return _reject(st, R_OUTPUT_FULL, order_id, nf)
-    # Price change or more quantity: cancel/replace, losing time priority.
     prior_filled = o.filled
+    # Price change or more quantity: the order loses its time priority.
+    best = b.best[1 - side]
+    if replay or best < 0 or not _crosses(side, st.levels[best].price, new_price):
+        # It rests again (the common move): the same pool slot and index entry, taken
+        # out of its queue and appended to its new level's (no index delete and insert).
+        status = ST_NEW if prior_filled == 0 else ST_PARTIALLY_FILLED
+        _unlink_resting(st, slot)
+        h = _level_at(st, book, side, new_price, t)
+        _link_resting(st, slot, book, side, h, new_price, new_qty, ts, status)
+        return status, R_NONE, order_id, prior_filled, new_qty, nf
+    if not _fills_room_ok(st, fills, nf, book, side, new_price, new_qty):
+        return _reject(st, R_OUTPUT_FULL, order_id, nf)
+    # It trades: cancel/replace through the add path (match, then rest what is left).
     order_type = o.order_type
     tif = o.tif
     _remove_resting(st, slot, pos)
-    if replay:
-        status = ST_NEW if prior_filled == 0 else ST_PARTIALLY_FILLED
-        rest_order(st, book, side, new_price, order_id, new_qty, prior_filled, ts, order_type,
-                   tif, status, np.int64(-1), t)
-        return status, R_NONE, order_id, prior_filled, new_qty, nf
     return _enter(st, fills, nf, ts, order_id, new_price, new_qty, book, side, order_type, tif,
                   prior_filled, -1, t)
 
