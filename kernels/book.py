@@ -1099,7 +1099,7 @@ def clear_book(st, book):
     return clear_others(st, book, 0)
 
 
-@kernel
+@kernel(inline="always")
 def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order_type, tif):
     """Apply one event; fills go to ``fills[nf:]``.
 
@@ -1112,6 +1112,13 @@ def apply_event(st, fills, nf, ts, order_id, price, qty, book, kind, side, order
     the fills buffer lacks room for the worst case of this event: nothing was
     applied; drain the buffer and retry. ``EV_CLEAR`` returns the number of orders
     it removed as ``filled``.
+
+    Inlined (``inline="always"``) into every loop that calls it (the batch paths, the
+    entries, the replays, the backtest and pipeline loops): a call passes the state's nine
+    arrays and twelve scalars by value, which cost as much as a simple event. Same run,
+    unchecked build: flow A +78 %, flow B +39 %, the order mix +55 % (medians; best
+    repeats +33 %, +45 %, +41 %); a cold ``warmup`` of every kernel took 10 s longer
+    (427 s against 417 s).
     """
     st.counters[EC_EVENTS] += 1
     if book < 0 or book >= len(st.books):
