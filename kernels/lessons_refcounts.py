@@ -63,32 +63,32 @@ lookup_counted = kernel(_lookup, cache=False)               # with Numba's runti
 lookup_borrowed = kernel(_lookup, cache=False, nrt=False)   # without: no reference counts
 
 
-@kernel(cache=False)
-def loop_counted(s0, s1, s2, s3, s4, s5, s6, s7, s8, n_calls):
-    """Sum of ``lookup_counted(s0, ..., s8, i)`` for ``i`` in ``range(n_calls)``: each call
-    passes nine arrays to a helper compiled with the runtime. ``ValueError`` unless the
-    arrays have one length, a power of two."""
-    n = s0.shape[0]
-    if n == 0 or n & (n - 1) or not (s1.shape[0] == s2.shape[0] == s3.shape[0] == s4.shape[0]
-                                     == s5.shape[0] == s6.shape[0] == s7.shape[0]
-                                     == s8.shape[0] == n):
-        raise ValueError("the nine arrays must have one length, a power of two")
-    total = 0
-    for i in range(n_calls):
-        total += lookup_counted(s0, s1, s2, s3, s4, s5, s6, s7, s8, i)
-    return total
+def _loop_over(helper, name: str, doc: str):
+    """The caller loop of ``helper``: the sum of ``helper(s0, ..., s8, i)`` for ``i`` in
+    ``range(n_calls)``, ``ValueError`` unless the nine arrays have one length, a power of
+    two (the helper trusts its caller). One source for both loops, so they differ only in
+    the helper they call; each is its own compiled function, named ``name``."""
+    def loop(s0, s1, s2, s3, s4, s5, s6, s7, s8, n_calls):
+        n = s0.shape[0]
+        if n == 0 or n & (n - 1) or not (s1.shape[0] == s2.shape[0] == s3.shape[0]
+                                         == s4.shape[0] == s5.shape[0] == s6.shape[0]
+                                         == s7.shape[0] == s8.shape[0] == n):
+            raise ValueError("the nine arrays must have one length, a power of two")
+        total = 0
+        for i in range(n_calls):
+            total += helper(s0, s1, s2, s3, s4, s5, s6, s7, s8, i)
+        return total
+
+    loop.__name__ = loop.__qualname__ = name   # the compiled symbol's name (asm.refcount_calls)
+    loop.__doc__ = doc
+    return kernel(loop, cache=False)
 
 
-@kernel(cache=False)
-def loop_borrowed(s0, s1, s2, s3, s4, s5, s6, s7, s8, n_calls):
-    """:func:`loop_counted` calling the helper compiled without the runtime
-    (``lookup_borrowed``): the same result, no reference counting per call."""
-    n = s0.shape[0]
-    if n == 0 or n & (n - 1) or not (s1.shape[0] == s2.shape[0] == s3.shape[0] == s4.shape[0]
-                                     == s5.shape[0] == s6.shape[0] == s7.shape[0]
-                                     == s8.shape[0] == n):
-        raise ValueError("the nine arrays must have one length, a power of two")
-    total = 0
-    for i in range(n_calls):
-        total += lookup_borrowed(s0, s1, s2, s3, s4, s5, s6, s7, s8, i)
-    return total
+loop_counted = _loop_over(
+    lookup_counted, "loop_counted",
+    "Sum of ``lookup_counted(s0, ..., s8, i)`` for ``i`` in ``range(n_calls)``: each call "
+    "passes nine arrays to a helper compiled with the runtime.")
+loop_borrowed = _loop_over(
+    lookup_borrowed, "loop_borrowed",
+    ":func:`loop_counted` calling the helper compiled without the runtime "
+    "(``lookup_borrowed``): the same result, no reference counting per call.")

@@ -192,7 +192,9 @@ def vector_report(dispatcher, signature=None) -> AsmReport:
 _REPORTS: dict = {}   # one compile per (function, signature, options) and process
 
 
-def _report(dispatcher, sig) -> AsmReport:
+def _fresh_compile(dispatcher, sig):
+    """``dispatcher``'s function compiled again for ``sig`` with its own options but
+    without the on-disk cache (Numba cannot show the code of a cached kernel)."""
     from numba import njit
 
     options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("nopython", "cache")}
@@ -200,6 +202,12 @@ def _report(dispatcher, sig) -> AsmReport:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # NumbaPerformanceWarning and friends: not the point
         fresh.compile(sig)
+    return fresh
+
+
+def _report(dispatcher, sig) -> AsmReport:
+    options = dispatcher.targetoptions
+    fresh = _fresh_compile(dispatcher, sig)
     compiled = fresh.overloads[sig]
     asm = fresh.inspect_asm(sig)
     symbol = compiled.fndesc.mangled_name
@@ -242,19 +250,12 @@ def _llvm_ir(dispatcher, sig) -> str:
     """The LLVM IR of ``dispatcher`` for ``sig``: its own when it was compiled in this
     process, else (loaded from the on-disk cache, which Numba cannot show) that of a
     fresh, uncached compile with the kernel's own options."""
-    from numba import njit
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # NumbaPerformanceWarning and friends: not the point
         dispatcher.compile(sig)
-        compiled = dispatcher.overloads[sig]
-        if not getattr(compiled.library, "_disable_inspection", False):
-            return dispatcher.inspect_llvm(sig)
-        options = {k: v for k, v in dispatcher.targetoptions.items()
-                   if k not in ("nopython", "cache")}
-        fresh = njit(cache=False, **options)(dispatcher.py_func)
-        fresh.compile(sig)
-        return fresh.inspect_llvm(sig)
+    if not getattr(dispatcher.overloads[sig].library, "_disable_inspection", False):
+        return dispatcher.inspect_llvm(sig)
+    return _fresh_compile(dispatcher, sig).inspect_llvm(sig)
 
 
 def refcount_calls(dispatcher, signature=None) -> dict:

@@ -325,8 +325,9 @@ def reference_summary(ref, tick_units: int = TICK_UNITS) -> BookSummary:
 # ---------------------------------------------------------------------- consumers
 def python_calls(book, events: np.ndarray, price_scale: int = PRICE_SCALE) -> list[tuple]:
     """The events as ``(method, args)`` calls of the per-order Python path of ``book`` (an
-    ``OrderBook``): ``submit(side, price, qty, OrderType.LIMIT, tif, order_id)``,
-    ``cancel(order_id)`` and ``modify(order_id, price, qty)``; prices as prices, sides and
+    ``OrderBook``; limit orders only, as in the flows and the order mix):
+    ``submit(side, price, qty, OrderType.LIMIT, tif, order_id)``, ``cancel(order_id)`` (a
+    delete, or a cancel of everything) and ``modify(order_id, price, qty)``; prices as prices, sides and
     times in force as enum members. Positional, as :func:`reference_rows` are: the loop
     that replays them costs the same for both (a ``**kwargs`` dict per call would be the
     harness's cost, not the engine's)."""
@@ -340,8 +341,8 @@ def python_calls(book, events: np.ndarray, price_scale: int = PRICE_SCALE) -> li
         if kind == R.EV_ADD:
             calls.append((book.submit, (sides[side], price / price_scale, qty, limit, tifs[tif],
                                         oid)))
-        elif kind in (R.EV_DELETE, R.EV_CANCEL) and qty == 0:
-            calls.append((book.cancel, (oid,)))
+        elif kind == R.EV_DELETE or (kind == R.EV_CANCEL and qty == 0):
+            calls.append((book.cancel, (oid,)))     # a delete removes the whole order
         elif kind == R.EV_MODIFY:
             calls.append((book.modify, (oid, price / price_scale if price else None,
                                         qty if qty else None)))

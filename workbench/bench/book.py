@@ -135,24 +135,6 @@ def _mbo_rate(repeats: int, quick: bool) -> tuple[float, int]:
     return statistics.median(rates[1:]), len(data.events)
 
 
-def _python_calls(book, events: np.ndarray, scale: int):
-    from workbench.enums import Side, TimeInForce
-
-    calls = []
-    sides = (Side.BUY, Side.SELL)
-    tifs = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK)
-    for e in events.tolist():  # (ts, order_id, price, qty, symbol, kind, side, type, tif)
-        ts, oid, price, qty, _, kind, side, _, tif = e
-        if kind == R.EV_ADD:
-            calls.append((book.submit, (sides[side], price / scale, qty), {"tif": tifs[tif], "order_id": oid}))
-        elif kind == R.EV_DELETE:
-            calls.append((book.cancel, (oid,), {}))
-        else:
-            calls.append((book.modify, (oid,), {"price": price / scale if price else None,
-                                               "qty": qty if qty else None}))
-    return calls
-
-
 def _engine_bytes_10k_books(quick: bool) -> tuple[int, int]:
     """(state bytes, resident-set growth in bytes) of an Engine of 10,000 books holding
     300 resting orders each (100 with ``quick``) at prices spread from $0.01 to $20,000:
@@ -481,10 +463,10 @@ def run(quick: bool = False) -> dict:
     python_rates = []
     for _ in range(repeats):
         book = new_book()
-        calls = _python_calls(book, mix[:n_python], settings.price_scale)
+        calls = flows.python_calls(book, mix[:n_python], settings.price_scale)
         start = time.perf_counter()
-        for method, args, kwargs in calls:
-            method(*args, **kwargs)
+        for method, args in calls:
+            method(*args)
         python_rates.append(n_python / (time.perf_counter() - start))
     python_rate = statistics.median(python_rates)
 
