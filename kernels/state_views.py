@@ -50,6 +50,48 @@ __all__ = [
     "l2_context",
     "l2_views",
     "l2_borrow",
+    "book_pool",
+    "book_levels",
+    "book_bits",
+    "book_books",
+    "book_index_keys",
+    "book_index_slots",
+    "book_counters",
+    "book_ovf_next",
+    "book_ovf_prev",
+    "engine_st",
+    "engine_fills",
+    "backtest_st",
+    "backtest_fills",
+    "backtest_ctx",
+    "backtest_mview",
+    "backtest_orders",
+    "backtest_actions",
+    "backtest_params",
+    "backtest_log",
+    "backtest_own_fills",
+    "backtest_steps",
+    "backtest_feed",
+    "backtest_entry",
+    "backtest_resp",
+    "backtest_resting",
+    "backtest_cnt",
+    "backtest_acc",
+    "backtest_cfg",
+    "backtest_fees",
+    "backtest_risk_params",
+    "backtest_risk_state",
+    "backtest_lat_params",
+    "backtest_lat_table",
+    "backtest_rng",
+    "backtest_hist",
+    "l2_bids",
+    "l2_asks",
+    "l2_best",
+    "l2_meta",
+    "l2_front",
+    "l2_traded",
+    "l2_qparams",
 ]
 
 
@@ -105,6 +147,60 @@ def book_borrow(state):
     )
 
 
+@kernel(inline="always")
+def book_pool(c):
+    """``BookState.pool`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[0]), c[1], ORDER)
+
+
+@kernel(inline="always")
+def book_levels(c):
+    """``BookState.levels`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[2]), c[3], LEVEL)
+
+
+@kernel(inline="always")
+def book_bits(c):
+    """``BookState.bits`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[4]), c[5], np.uint64)
+
+
+@kernel(inline="always")
+def book_books(c):
+    """``BookState.books`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[6]), c[7], BOOK)
+
+
+@kernel(inline="always")
+def book_index_keys(c):
+    """``BookState.index_keys`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[8]), c[9], np.int64)
+
+
+@kernel(inline="always")
+def book_index_slots(c):
+    """``BookState.index_slots`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[10]), c[11], np.int32)
+
+
+@kernel(inline="always")
+def book_counters(c):
+    """``BookState.counters`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[12]), c[13], np.int64)
+
+
+@kernel(inline="always")
+def book_ovf_next(c):
+    """``BookState.ovf_next`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[14]), c[15], np.int32)
+
+
+@kernel(inline="always")
+def book_ovf_prev(c):
+    """``BookState.ovf_prev`` alone from context ``c`` (see ``book_views``)."""
+    return carray(address_as_pointer(c[16]), c[17], np.int32)
+
+
 # ------------------------------------------------------------------ EngineState
 N_ENGINE_CONTEXT = 21
 
@@ -152,6 +248,28 @@ def engine_borrow(state):
         book_borrow(state.st),
         borrow(state.fills, FILL),
     )
+
+
+@kernel(inline="always")
+def engine_st(c):
+    """``EngineState.st`` alone from context ``c`` (see ``engine_views``)."""
+    return BookState(
+        carray(address_as_pointer(c[0]), c[1], ORDER),
+        carray(address_as_pointer(c[2]), c[3], LEVEL),
+        carray(address_as_pointer(c[4]), c[5], np.uint64),
+        carray(address_as_pointer(c[6]), c[7], BOOK),
+        carray(address_as_pointer(c[8]), c[9], np.int64),
+        carray(address_as_pointer(c[10]), c[11], np.int32),
+        carray(address_as_pointer(c[12]), c[13], np.int64),
+        carray(address_as_pointer(c[14]), c[15], np.int32),
+        carray(address_as_pointer(c[16]), c[17], np.int32),
+    )
+
+
+@kernel(inline="always")
+def engine_fills(c):
+    """``EngineState.fills`` alone from context ``c`` (see ``engine_views``)."""
+    return carray(address_as_pointer(c[18]), c[19], FILL)
 
 
 # ---------------------------------------------------------------- BacktestState
@@ -269,6 +387,160 @@ def backtest_borrow(state):
     )
 
 
+@kernel(inline="always")
+def backtest_st(c):
+    """``BacktestState.st`` alone from context ``c`` (see ``backtest_views``)."""
+    return BookState(
+        carray(address_as_pointer(c[0]), c[1], ORDER),
+        carray(address_as_pointer(c[2]), c[3], LEVEL),
+        carray(address_as_pointer(c[4]), c[5], np.uint64),
+        carray(address_as_pointer(c[6]), c[7], BOOK),
+        carray(address_as_pointer(c[8]), c[9], np.int64),
+        carray(address_as_pointer(c[10]), c[11], np.int32),
+        carray(address_as_pointer(c[12]), c[13], np.int64),
+        carray(address_as_pointer(c[14]), c[15], np.int32),
+        carray(address_as_pointer(c[16]), c[17], np.int32),
+    )
+
+
+@kernel(inline="always")
+def backtest_fills(c):
+    """``BacktestState.fills`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[18]), c[19], FILL)
+
+
+@kernel(inline="always")
+def backtest_ctx(c):
+    """``BacktestState.ctx`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[20]), c[21], CTX)
+
+
+@kernel(inline="always")
+def backtest_mview(c):
+    """``BacktestState.mview`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[22]), c[23], VIEW)
+
+
+@kernel(inline="always")
+def backtest_orders(c):
+    """``BacktestState.orders`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[24]), c[25], LIVE)
+
+
+@kernel(inline="always")
+def backtest_actions(c):
+    """``BacktestState.actions`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[26]), c[27], ACTION)
+
+
+@kernel(inline="always")
+def backtest_params(c):
+    """``BacktestState.params`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[28]), c[29], np.float64)
+
+
+@kernel(inline="always")
+def backtest_log(c):
+    """``BacktestState.log`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[30]), c[31], ORDER_LOG)
+
+
+@kernel(inline="always")
+def backtest_own_fills(c):
+    """``BacktestState.own_fills`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[32]), c[33], OWN_FILL)
+
+
+@kernel(inline="always")
+def backtest_steps(c):
+    """``BacktestState.steps`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[34]), c[35], STEP)
+
+
+@kernel(inline="always")
+def backtest_feed(c):
+    """``BacktestState.feed`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[36]), c[37], VIEW)
+
+
+@kernel(inline="always")
+def backtest_entry(c):
+    """``BacktestState.entry`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[38]), c[39], PENDING)
+
+
+@kernel(inline="always")
+def backtest_resp(c):
+    """``BacktestState.resp`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[40]), c[41], RESPONSE)
+
+
+@kernel(inline="always")
+def backtest_resting(c):
+    """``BacktestState.resting`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[42]), c[43], np.int64)
+
+
+@kernel(inline="always")
+def backtest_cnt(c):
+    """``BacktestState.cnt`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[44]), c[45], np.int64)
+
+
+@kernel(inline="always")
+def backtest_acc(c):
+    """``BacktestState.acc`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[46]), c[47], np.float64)
+
+
+@kernel(inline="always")
+def backtest_cfg(c):
+    """``BacktestState.cfg`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[48]), c[49], np.int64)
+
+
+@kernel(inline="always")
+def backtest_fees(c):
+    """``BacktestState.fees`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[50]), c[51], np.float64)
+
+
+@kernel(inline="always")
+def backtest_risk_params(c):
+    """``BacktestState.risk_params`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[52]), c[53], np.float64)
+
+
+@kernel(inline="always")
+def backtest_risk_state(c):
+    """``BacktestState.risk_state`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[54]), c[55], np.int64)
+
+
+@kernel(inline="always")
+def backtest_lat_params(c):
+    """``BacktestState.lat_params`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[56]), c[57], np.float64)
+
+
+@kernel(inline="always")
+def backtest_lat_table(c):
+    """``BacktestState.lat_table`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[58]), (c[59], c[60]), np.int64)
+
+
+@kernel(inline="always")
+def backtest_rng(c):
+    """``BacktestState.rng`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[61]), c[62], np.int64)
+
+
+@kernel(inline="always")
+def backtest_hist(c):
+    """``BacktestState.hist`` alone from context ``c`` (see ``backtest_views``)."""
+    return carray(address_as_pointer(c[63]), c[64], np.int64)
+
+
 # ---------------------------------------------------------------------- L2State
 N_L2_CONTEXT = 15
 
@@ -313,3 +585,45 @@ def l2_borrow(state):
         borrow(state.traded, np.float64),
         borrow(state.qparams, np.float64),
     )
+
+
+@kernel(inline="always")
+def l2_bids(c):
+    """``L2State.bids`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[0]), c[1], np.int64)
+
+
+@kernel(inline="always")
+def l2_asks(c):
+    """``L2State.asks`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[2]), c[3], np.int64)
+
+
+@kernel(inline="always")
+def l2_best(c):
+    """``L2State.best`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[4]), c[5], np.int64)
+
+
+@kernel(inline="always")
+def l2_meta(c):
+    """``L2State.meta`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[6]), c[7], np.int64)
+
+
+@kernel(inline="always")
+def l2_front(c):
+    """``L2State.front`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[8]), c[9], np.float64)
+
+
+@kernel(inline="always")
+def l2_traded(c):
+    """``L2State.traded`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[10]), c[11], np.float64)
+
+
+@kernel(inline="always")
+def l2_qparams(c):
+    """``L2State.qparams`` alone from context ``c`` (see ``l2_views``)."""
+    return carray(address_as_pointer(c[12]), c[13], np.float64)

@@ -81,6 +81,23 @@ def test_every_field_round_trips_through_its_context(prefix, cls):
 
 
 @pytest.mark.parametrize("prefix,cls", STATES, ids=IDS)
+def test_each_field_alone_from_its_accessor(prefix, cls):
+    """``<prefix>_<field>(c)`` rebuilds that one field, the same view ``<prefix>_views``
+    gives (a nested state whole), from Python and inlined into a kernel."""
+    state = _distinct_state(cls)
+    context = getattr(state_views, f"{prefix}_context")(state)
+    for name, decl in state_codegen.fields(cls):
+        accessor = getattr(state_views, f"{prefix}_{name}")
+        for got in (accessor(context), _inlined_unpack(accessor)(context)):
+            if isinstance(decl, state_codegen.ArrayField):
+                original = getattr(state, name)
+                assert got.ctypes.data == original.ctypes.data, name
+                assert got.shape == original.shape and got.dtype == original.dtype, name
+            else:
+                _assert_same_arrays(getattr(state, name), got)
+
+
+@pytest.mark.parametrize("prefix,cls", STATES, ids=IDS)
 def test_every_field_is_borrowed(prefix, cls):
     state = _distinct_state(cls)
     _assert_same_arrays(state, getattr(state_views, f"{prefix}_borrow")(state))

@@ -55,7 +55,12 @@ from ..records import (
     R_UNKNOWN_ORDER, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, SELL,
     STRATEGY_ID_BASE,
 )
-from ..state_views import backtest_views, l2_views
+from ..state_views import (
+    backtest_acc, backtest_actions, backtest_cfg, backtest_cnt, backtest_ctx, backtest_entry,
+    backtest_feed, backtest_hist, backtest_lat_params, backtest_lat_table, backtest_log,
+    backtest_mview, backtest_orders, backtest_params, backtest_resting, backtest_risk_params,
+    backtest_rng, l2_views,
+)
 from . import l3
 from .latency_models import LAT_ENTRY, LAT_FEED, LAT_RESPONSE
 from .queue_models import depth_update
@@ -105,7 +110,8 @@ def _depth_within(l2, side, limit, need):
 @kernel
 def l2_refresh_top(c, c2):
     """Market top into the counters; True when it changed."""
-    s = backtest_views(c)
+    cn = backtest_cnt(c)
+    acc = backtest_acc(c)
     l2 = l2_views(c2)
     m = l2.meta
     bid = np.int64(0)
@@ -118,7 +124,6 @@ def l2_refresh_top(c, c2):
     if l2.best[1] >= 0:
         ask = m[M_LOW] + l2.best[1] * m[M_TICK]
         ask_qty = l2.asks[l2.best[1]]
-    cn = s.cnt
     changed = (bid != cn[BC_BID] or ask != cn[BC_ASK] or bid_qty != cn[BC_BID_QTY]
                or ask_qty != cn[BC_ASK_QTY])
     cn[BC_BID] = bid
@@ -126,14 +131,14 @@ def l2_refresh_top(c, c2):
     cn[BC_ASK] = ask
     cn[BC_ASK_QTY] = ask_qty
     if bid > 0 and ask > 0 and ask > bid:
-        s.acc[ACC_MID] = 0.5 * (bid + ask)
+        acc[ACC_MID] = 0.5 * (bid + ask)
     return changed
 
 
 @kernel
 def _fill_own(c, row, ts, qty, liquidity, price, resp_lat):
-    s = backtest_views(c)
-    o = s.log[row]
+    log = backtest_log(c)
+    o = log[row]
     leaves = o.qty - o.filled - qty
     l3._book_fill(c, ts, o.order_id, o.side, price, qty, leaves, liquidity, o.arrival_ts, resp_lat)
 
@@ -154,20 +159,22 @@ def l2_apply_depth(c, c2, u):
 @kernel
 def l2_cross_fills(c, c2, ts, resp_lat):
     """Own orders the opposite best reached or crossed fill in full at their price."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
     l2 = l2_views(c2)
     m = l2.meta
     k = 0
-    while k < s.cnt[BC_RESTING]:
-        row = s.resting[k]
-        o = s.log[row]
+    while k < cnt[BC_RESTING]:
+        row = resting[k]
+        o = log[row]
         hit = False
         if o.side == BUY and l2.best[1] >= 0:
             hit = m[M_LOW] + l2.best[1] * m[M_TICK] <= o.price
         elif o.side == SELL and l2.best[0] >= 0:
             hit = m[M_LOW] + l2.best[0] * m[M_TICK] >= o.price
         if hit:
-            s.cnt[BC_TRADE_THROUGH] += 1
+            cnt[BC_TRADE_THROUGH] += 1
             _fill_own(c, row, ts, o.qty - o.filled, LIQ_MAKER, o.price, resp_lat)
         else:
             k += 1
@@ -176,18 +183,20 @@ def l2_cross_fills(c, c2, ts, resp_lat):
 @kernel
 def l2_trade(c, c2, u, resp_lat):
     """A market trade: advance or fill own orders on the maker side."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cn = backtest_cnt(c)
+    cfg = backtest_cfg(c)
     l2 = l2_views(c2)
-    cn = s.cnt
     cn[BC_LAST_PRICE] = u.price
     cn[BC_LAST_QTY] = u.qty
     cn[BC_LAST_SIDE] = u.side
     maker = 1 - u.side
-    mode = s.cfg[G_FILL_MODE]
+    mode = cfg[G_FILL_MODE]
     k = 0
     while k < cn[BC_RESTING]:
-        row = s.resting[k]
-        o = s.log[row]
+        row = resting[k]
+        o = log[row]
         leaves = o.qty - o.filled
         if o.side != maker:
             k += 1
@@ -217,18 +226,22 @@ def l2_trade(c, c2, u, resp_lat):
 @kernel
 def l2_entry(c, c2, resp_lat):
     """The order at the head of the entry ring reaches the exchange (L2 rules)."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    entry = backtest_entry(c)
+    restings = backtest_resting(c)
+    cn = backtest_cnt(c)
+    acc = backtest_acc(c)
+    cfg = backtest_cfg(c)
     l2 = l2_views(c2)
-    cn = s.cnt
     m = l2.meta
-    p = s.entry[cn[BC_ENTRY_HEAD] & (len(s.entry) - 1)]
+    p = entry[cn[BC_ENTRY_HEAD] & (len(entry) - 1)]
     cn[BC_ENTRY_HEAD] += 1
     ts = p.ts
     row = p.order_id - STRATEGY_ID_BASE
-    o = s.log[row]
+    o = log[row]
     if p.kind == A_NEW:
         o.arrival_ts = ts
-        o.arrival_mid = s.acc[ACC_MID]
+        o.arrival_mid = acc[ACC_MID]
         reason = 0
         opp = 1 - p.side
         idx = l2.best[opp]
@@ -245,7 +258,7 @@ def l2_entry(c, c2, resp_lat):
             l3.reject_new(c, row, ts, p, reason, resp_lat)
             return
         left = p.qty
-        mode = s.cfg[G_FILL_MODE]
+        mode = cfg[G_FILL_MODE]
         if crosses and mode == FM_NO_PARTIAL:
             # hftbacktest's NoPartialFillExchange: all of it at the best, whatever its size
             _fill_own(c, row, ts, left, LIQ_TAKER, best, resp_lat)
@@ -273,7 +286,7 @@ def l2_entry(c, c2, resp_lat):
         if left > 0 and rests:
             o.status = LS_OPEN
             n = cn[BC_RESTING]
-            s.resting[n] = row
+            restings[n] = row
             cn[BC_RESTING] = n + 1
             l2.front[row] = float(_level_qty(l2, p.side, p.price))
             l2.traded[row] = 0.0
@@ -288,7 +301,7 @@ def l2_entry(c, c2, resp_lat):
     else:
         resting = False
         for k in range(cn[BC_RESTING]):
-            if s.resting[k] == row:
+            if restings[k] == row:
                 resting = True
         if resting:
             l3._remove_resting_row(c, row)
@@ -306,15 +319,17 @@ def l2_entry(c, c2, resp_lat):
 @kernel
 def l2_push_feed(c, c2, exch_ts, deliver_ts):
     """Like ``kernels.backtest.l3.push_feed``, with the queue model's estimate as ``ahead``."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    feed = backtest_feed(c)
+    cn = backtest_cnt(c)
+    acc = backtest_acc(c)
     l2 = l2_views(c2)
-    cn = s.cnt
-    if l3._ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, s.feed):
+    if l3._ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, feed):
         return
     t = max(deliver_ts, cn[BC_FEED_LAST])
     cn[BC_FEED_LAST] = t
     cn[BC_FEED_PUSHES] += 1
-    v = s.feed[cn[BC_FEED_TAIL] & (len(s.feed) - 1)]
+    v = feed[cn[BC_FEED_TAIL] & (len(feed) - 1)]
     cn[BC_FEED_TAIL] += 1
     v.local_ts = t
     v.exch_ts = exch_ts
@@ -322,7 +337,7 @@ def l2_push_feed(c, c2, exch_ts, deliver_ts):
     v.bid_qty = cn[BC_BID_QTY]
     v.ask = cn[BC_ASK]
     v.ask_qty = cn[BC_ASK_QTY]
-    v.mid = s.acc[ACC_MID]
+    v.mid = acc[ACC_MID]
     v.last_price = cn[BC_LAST_PRICE]
     v.last_qty = cn[BC_LAST_QTY]
     v.last_side = cn[BC_LAST_SIDE]
@@ -333,7 +348,7 @@ def l2_push_feed(c, c2, exch_ts, deliver_ts):
         leaves = np.int64(0)
         ahead = np.int64(-1)
         if row >= 0:
-            o = s.log[row]
+            o = log[row]
             oid = o.order_id
             price = o.price
             leaves = o.qty - o.filled
@@ -343,21 +358,24 @@ def l2_push_feed(c, c2, exch_ts, deliver_ts):
 
 @kernel
 def l2_step(c, ts):
-    s = backtest_views(c)
-    if ts >= s.cnt[BC_NEXT_STEP_TS]:
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    if ts >= cnt[BC_NEXT_STEP_TS]:
         l3.write_step(c, ts)
-        step = s.cfg[G_RECORD_EVERY_NS]
-        s.cnt[BC_NEXT_STEP_TS] = (ts // step + 1) * step
+        step = cfg[G_RECORD_EVERY_NS]
+        cnt[BC_NEXT_STEP_TS] = (ts // step + 1) * step
 
 
 @kernel(cache=False)
 def _queue_depth(prob, c, c2, side, price, prev, new):
     """Move the ``front`` estimate of own orders at (side, price) after a depth row."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
     l2 = l2_views(c2)
-    for k in range(s.cnt[BC_RESTING]):
-        row = s.resting[k]
-        o = s.log[row]
+    for k in range(cnt[BC_RESTING]):
+        row = resting[k]
+        o = log[row]
         if o.side == side and o.price == price:
             front = l2.front[row]
             p = prob(front, prev - front, l2.qparams)
@@ -370,25 +388,35 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
     """The L2 loop; same contract as ``kernels.backtest.l3.run_l3`` plus the queue model."""
     c = borrow_context(context)
     c2 = borrow_context(context2)
-    s = backtest_views(c)
+    ctxs = backtest_ctx(c)
+    mview = backtest_mview(c)
+    orders = backtest_orders(c)
+    actions = backtest_actions(c)
+    params = backtest_params(c)
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    risk_params = backtest_risk_params(c)
+    lat_params = backtest_lat_params(c)
+    lat_table = backtest_lat_table(c)
+    rng = backtest_rng(c)
+    hist = backtest_hist(c)
     n_events = len(events)
     limit_ts = events[stop].ts if stop < n_events else l3.INF_TS
     last_ts = events[n_events - 1].ts if n_events > 0 else l3.INF_TS
     if n_events > 0:
         l3.timer_start(c, events[0].ts)
-    timer_on = s.cfg[G_TIMER_NS] > 0 and n_events > 0
-    lp = s.lat_params
-    lt = s.lat_table
-    rng = s.rng
-    ctx = s.ctx[0]
-    kill_watch = s.risk_params[krisk.RP_MAX_LOSS] > 0 or s.risk_params[krisk.RP_KILL] != 0
+    timer_on = cfg[G_TIMER_NS] > 0 and n_events > 0
+    lp = lat_params
+    lt = lat_table
+    ctx = ctxs[0]
+    kill_watch = risk_params[krisk.RP_MAX_LOSS] > 0 or risk_params[krisk.RP_KILL] != 0
     i = start
     dirty = False
-    while s.cnt[BC_STATUS] == BT_OK:
+    while cnt[BC_STATUS] == BT_OK:
         tr, tf, te = l3.next_times(c)
         t = min(tr, min(tf, te))
         # the next timer wake (none after the last market event)
-        tt = s.cnt[BC_NEXT_TIMER] if timer_on else l3.INF_TS
+        tt = cnt[BC_NEXT_TIMER] if timer_on else l3.INF_TS
         if tt >= last_ts:
             tt = l3.INF_TS
         tx = events[i].ts if i < stop else l3.INF_TS
@@ -398,12 +426,12 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
             # the timer: after everything stamped at or before it
             l3.timer_fire(c, tt)
             t0 = now_ns()
-            n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
-            n = min(n, len(s.actions))
+            n = strategy(ctx, mview[0], orders, params, actions)
+            n = min(n, len(actions))
             if n > 0 or kill_watch:
                 l3.submit_actions(c, n, tt, latency(LAT_ENTRY, tt, lp, lt, rng))
             if n > 0:
-                histogram.record(s.hist, now_ns() - t0)
+                histogram.record(hist, now_ns() - t0)
         elif t <= tx:
             if tr == t or tf == t:
                 wake = True
@@ -413,14 +441,14 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
                     l3.deliver_feed(c)
                 if wake and i < n_events:
                     ctx.n_wakes += 1
-                    s.cnt[BC_WAKES] += 1
+                    cnt[BC_WAKES] += 1
                     t0 = now_ns()
-                    n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
-                    n = min(n, len(s.actions))
+                    n = strategy(ctx, mview[0], orders, params, actions)
+                    n = min(n, len(actions))
                     if n > 0 or kill_watch:
                         l3.submit_actions(c, n, t, latency(LAT_ENTRY, t, lp, lt, rng))
                     if n > 0:
-                        histogram.record(s.hist, now_ns() - t0)
+                        histogram.record(hist, now_ns() - t0)
             else:
                 l2_entry(c, c2, latency(LAT_RESPONSE, t, lp, lt, rng))
                 l2_refresh_top(c, c2)
@@ -428,17 +456,17 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
         else:
             u = events[i]
             i += 1
-            s.cnt[BC_EVENTS] += 1
+            cnt[BC_EVENTS] += 1
             resp = latency(LAT_RESPONSE, u.ts, lp, lt, rng)
             if u.flags & L2F_TRADE:
                 l2_trade(c, c2, u, resp)
                 dirty = True
             else:
                 prev = l2_apply_depth(c, c2, u)
-                if prev >= 0 and s.cnt[BC_RESTING] > 0:
+                if prev >= 0 and cnt[BC_RESTING] > 0:
                     _queue_depth(queue_prob, c, c2, u.side, u.price, prev, u.qty)
                 if u.flags & L2F_END_OF_MESSAGE:
-                    if s.cnt[BC_RESTING] > 0:
+                    if cnt[BC_RESTING] > 0:
                         l2_cross_fills(c, c2, u.ts, resp)
                     if l2_refresh_top(c, c2):
                         dirty = True
@@ -446,4 +474,4 @@ def run_l2(strategy, latency, queue_prob, context, context2, events, start, stop
                 dirty = False
                 l2_push_feed(c, c2, u.ts, u.ts + latency(LAT_FEED, u.ts, lp, lt, rng))
             l2_step(c, u.ts)
-    return i, s.cnt[BC_STATUS]
+    return i, cnt[BC_STATUS]

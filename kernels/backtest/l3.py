@@ -9,7 +9,10 @@ counters (``BC_*``), accounting (``ACC_*``), config (``G_*``) and fees (``FEE_*`
 ``kernels.backtest.state``'s; the record dtypes (``ACTION``, ``CTX``, ``VIEW``,
 ``LIVE``, ``PENDING``, ``RESPONSE``, ``ORDER_LOG``, ``OWN_FILL``, ``STEP``) and their
 codes are ``kernels.records``'. Every kernel receives the state as its context ``c``
-(``kernels.state_views.backtest_context``) and unpacks it with ``backtest_views``.
+(``kernels.state_views.backtest_context``) and unpacks the arrays it uses, each with its
+own accessor (``backtest_cnt(c)``, ``backtest_log(c)``, ...): Numba types and lowers every
+view it is asked to build, so unpacking the whole state (``backtest_views``) in each of
+forty kernels cost about 0.5 s of compilation per kernel.
 
 Two clocks
 ----------
@@ -91,7 +94,13 @@ from ..records import (
     R_UNKNOWN_ORDER, R_NONE, RSP_ACK, RSP_CANCEL_REJECTED, RSP_CANCELLED, RSP_FILL, RSP_REJECTED,
     SELL, ST_DONE, ST_REJECTED, STRATEGY_ID_BASE, W_MARKET, W_RESPONSE, W_TIMER,
 )
-from ..state_views import backtest_views
+from ..state_views import (
+    backtest_acc, backtest_actions, backtest_cfg, backtest_cnt, backtest_ctx, backtest_entry,
+    backtest_feed, backtest_fees, backtest_fills, backtest_hist, backtest_lat_params,
+    backtest_lat_table, backtest_log, backtest_mview, backtest_orders, backtest_own_fills,
+    backtest_params, backtest_resp, backtest_resting, backtest_risk_params,
+    backtest_risk_state, backtest_rng, backtest_st, backtest_steps,
+)
 from .latency_models import LAT_ENTRY, LAT_FEED, LAT_RESPONSE
 from .state import (
     ACC_AVG_PRICE, ACC_CASH, ACC_FEES, ACC_MID, ACC_REALISED, ACC_TURNOVER, BC_ASK,
@@ -117,10 +126,12 @@ def is_own(order_id):
 @kernel
 def _own_qty_at(c, side, price):
     """Quantity of own orders resting at (side, price)."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
     q = np.int64(0)
-    for k in range(s.cnt[BC_RESTING]):
-        o = s.log[s.resting[k]]
+    for k in range(cnt[BC_RESTING]):
+        o = log[resting[k]]
         if o.side == side and o.price == price:
             q += o.qty - o.filled
     return q
@@ -129,13 +140,13 @@ def _own_qty_at(c, side, price):
 @kernel
 def _market_top(c, side):
     """(price, qty) of the best level on ``side`` holding market (not own) quantity."""
-    s = backtest_views(c)
-    st = s.st
+    st = backtest_st(c)
+    cnt = backtest_cnt(c)
     h = st.books[0].best[side]
     while h >= 0:
         price = st.levels[h].price
         qty = st.levels[h].qty
-        if s.cnt[BC_RESTING] > 0:
+        if cnt[BC_RESTING] > 0:
             qty -= _own_qty_at(c, side, price)
         if qty > 0:
             return price, qty
@@ -147,10 +158,10 @@ def _market_top(c, side):
 def _refresh_top(c):
     """Read the market's top of book (own orders excluded: a strategy prices off the
     others' liquidity and knows its own orders) into the counters; True when changed."""
-    s = backtest_views(c)
+    cn = backtest_cnt(c)
+    acc = backtest_acc(c)
     bid, bid_qty = _market_top(c, BUY)
     ask, ask_qty = _market_top(c, SELL)
-    cn = s.cnt
     changed = (bid != cn[BC_BID] or ask != cn[BC_ASK] or bid_qty != cn[BC_BID_QTY]
                or ask_qty != cn[BC_ASK_QTY])
     cn[BC_BID] = bid
@@ -158,21 +169,23 @@ def _refresh_top(c):
     cn[BC_ASK] = ask
     cn[BC_ASK_QTY] = ask_qty
     if bid > 0 and ask > 0 and ask > bid:
-        s.acc[ACC_MID] = 0.5 * (bid + ask)
-    elif s.acc[ACC_MID] <= 0 and (bid > 0 or ask > 0):
-        s.acc[ACC_MID] = np.float64(bid if bid > 0 else ask)
+        acc[ACC_MID] = 0.5 * (bid + ask)
+    elif acc[ACC_MID] <= 0 and (bid > 0 or ask > 0):
+        acc[ACC_MID] = np.float64(bid if bid > 0 else ask)
     return changed
 
 
 @kernel
 def _own_best(c, side):
     """Log row of the best-priced own order resting on ``side`` (-1 if none)."""
-    s = backtest_views(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
     best = -1
     best_price = np.int64(0)
-    for k in range(s.cnt[BC_RESTING]):
-        row = s.resting[k]
-        o = s.log[row]
+    for k in range(cnt[BC_RESTING]):
+        row = resting[k]
+        o = log[row]
         if o.side != side:
             continue
         if best < 0 or (side == BUY and o.price > best_price) or (side == SELL and o.price < best_price):
@@ -183,57 +196,64 @@ def _own_best(c, side):
 
 @kernel
 def _equity(c, mid):
-    s = backtest_views(c)
-    return s.acc[ACC_CASH] + s.cnt[BC_POSITION] * (mid / s.cfg[G_PRICE_SCALE])
+    cnt = backtest_cnt(c)
+    acc = backtest_acc(c)
+    cfg = backtest_cfg(c)
+    return acc[ACC_CASH] + cnt[BC_POSITION] * (mid / cfg[G_PRICE_SCALE])
 
 
 @kernel
 def write_step(c, ts):
-    s = backtest_views(c)
-    n = s.cnt[BC_STEPS]
-    if n >= len(s.steps):
-        s.cnt[BC_DROPPED_STEPS] += 1
+    log = backtest_log(c)
+    steps = backtest_steps(c)
+    cnt = backtest_cnt(c)
+    acc = backtest_acc(c)
+    cfg = backtest_cfg(c)
+    n = cnt[BC_STEPS]
+    if n >= len(steps):
+        cnt[BC_DROPPED_STEPS] += 1
         return
-    s.cnt[BC_STEPS] = n + 1
-    r = s.steps[n]
-    scale = s.cfg[G_PRICE_SCALE]
-    mid = s.acc[ACC_MID]
-    pos = s.cnt[BC_POSITION]
+    cnt[BC_STEPS] = n + 1
+    r = steps[n]
+    scale = cfg[G_PRICE_SCALE]
+    mid = acc[ACC_MID]
+    pos = cnt[BC_POSITION]
     r.ts = ts
     r.position = pos
-    r.bid = s.cnt[BC_BID]
-    r.ask = s.cnt[BC_ASK]
+    r.bid = cnt[BC_BID]
+    r.ask = cnt[BC_ASK]
     qb = _own_best(c, BUY)
     qa = _own_best(c, SELL)
-    r.quote_bid = s.log[qb].price if qb >= 0 else 0
-    r.quote_ask = s.log[qa].price if qa >= 0 else 0
+    r.quote_bid = log[qb].price if qb >= 0 else 0
+    r.quote_ask = log[qa].price if qa >= 0 else 0
     r.mid = mid
-    r.cash = s.acc[ACC_CASH]
+    r.cash = acc[ACC_CASH]
     r.equity = _equity(c, mid)
-    r.realised = s.acc[ACC_REALISED]
-    r.unrealised = pos * (mid / scale - s.acc[ACC_AVG_PRICE]) if pos != 0 else 0.0
-    r.fees = s.acc[ACC_FEES]
+    r.realised = acc[ACC_REALISED]
+    r.unrealised = pos * (mid / scale - acc[ACC_AVG_PRICE]) if pos != 0 else 0.0
+    r.fees = acc[ACC_FEES]
 
 
 # --------------------------------------------------------------------------- rings
 @kernel
 def _ring_full(c, head, tail, ring):
-    s = backtest_views(c)
-    if s.cnt[tail] - s.cnt[head] >= len(ring):
-        s.cnt[BC_STATUS] = BT_RING_FULL
+    cnt = backtest_cnt(c)
+    if cnt[tail] - cnt[head] >= len(ring):
+        cnt[BC_STATUS] = BT_RING_FULL
         return True
     return False
 
 
 @kernel
 def _push_response(c, t, kind, order_id, side, price, qty, leaves, fee, reason):
-    s = backtest_views(c)
-    if _ring_full(c, BC_RESP_HEAD, BC_RESP_TAIL, s.resp):
+    resp = backtest_resp(c)
+    cnt = backtest_cnt(c)
+    if _ring_full(c, BC_RESP_HEAD, BC_RESP_TAIL, resp):
         return
-    t = max(t, s.cnt[BC_RESP_LAST])
-    s.cnt[BC_RESP_LAST] = t
-    r = s.resp[s.cnt[BC_RESP_TAIL] & (len(s.resp) - 1)]
-    s.cnt[BC_RESP_TAIL] += 1
+    t = max(t, cnt[BC_RESP_LAST])
+    cnt[BC_RESP_LAST] = t
+    r = resp[cnt[BC_RESP_TAIL] & (len(resp) - 1)]
+    cnt[BC_RESP_TAIL] += 1
     r.ts = t
     r.kind = kind
     r.order_id = order_id
@@ -249,25 +269,28 @@ def _push_response(c, t, kind, order_id, side, price, qty, leaves, fee, reason):
 def push_feed(c, exch_ts, deliver_ts):
     """Snapshot the market view (top of book, last trade, own best orders and their
     queue position) for delivery to the strategy at ``deliver_ts``."""
-    s = backtest_views(c)
-    if _ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, s.feed):
+    st = backtest_st(c)
+    log = backtest_log(c)
+    feed = backtest_feed(c)
+    cnt = backtest_cnt(c)
+    acc = backtest_acc(c)
+    if _ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, feed):
         return
-    t = max(deliver_ts, s.cnt[BC_FEED_LAST])
-    s.cnt[BC_FEED_LAST] = t
-    s.cnt[BC_FEED_PUSHES] += 1
-    v = s.feed[s.cnt[BC_FEED_TAIL] & (len(s.feed) - 1)]
-    s.cnt[BC_FEED_TAIL] += 1
-    cn = s.cnt
+    t = max(deliver_ts, cnt[BC_FEED_LAST])
+    cnt[BC_FEED_LAST] = t
+    cnt[BC_FEED_PUSHES] += 1
+    v = feed[cnt[BC_FEED_TAIL] & (len(feed) - 1)]
+    cnt[BC_FEED_TAIL] += 1
     v.local_ts = t
     v.exch_ts = exch_ts
-    v.bid = cn[BC_BID]
-    v.bid_qty = cn[BC_BID_QTY]
-    v.ask = cn[BC_ASK]
-    v.ask_qty = cn[BC_ASK_QTY]
-    v.mid = s.acc[ACC_MID]
-    v.last_price = cn[BC_LAST_PRICE]
-    v.last_qty = cn[BC_LAST_QTY]
-    v.last_side = cn[BC_LAST_SIDE]
+    v.bid = cnt[BC_BID]
+    v.bid_qty = cnt[BC_BID_QTY]
+    v.ask = cnt[BC_ASK]
+    v.ask_qty = cnt[BC_ASK_QTY]
+    v.mid = acc[ACC_MID]
+    v.last_price = cnt[BC_LAST_PRICE]
+    v.last_qty = cnt[BC_LAST_QTY]
+    v.last_side = cnt[BC_LAST_SIDE]
     for side in range(2):
         row = _own_best(c, side)
         oid = np.int64(0)
@@ -275,11 +298,11 @@ def push_feed(c, exch_ts, deliver_ts):
         leaves = np.int64(0)
         ahead = np.int64(-1)
         if row >= 0:
-            oid = s.log[row].order_id
-            price = s.log[row].price
-            ahead, _ = queue_position(s.st, 0, oid)
-            pos = find_order(s.st, oid, 0)
-            leaves = s.st.pool[s.st.index_slots[pos]].qty if pos >= 0 else 0
+            oid = log[row].order_id
+            price = log[row].price
+            ahead, _ = queue_position(st, 0, oid)
+            pos = find_order(st, oid, 0)
+            leaves = st.pool[st.index_slots[pos]].qty if pos >= 0 else 0
         set_own_quote(v, side, oid, price, leaves, ahead)
 
 
@@ -301,11 +324,13 @@ def set_own_quote(v, side, order_id, price, leaves, ahead):
 @kernel
 def next_times(c):
     """(response, feed, entry) head times, INF_TS for an empty ring."""
-    s = backtest_views(c)
-    cn = s.cnt
-    tr = s.resp[cn[BC_RESP_HEAD] & (len(s.resp) - 1)].ts if cn[BC_RESP_TAIL] > cn[BC_RESP_HEAD] else INF_TS
-    tf = s.feed[cn[BC_FEED_HEAD] & (len(s.feed) - 1)].local_ts if cn[BC_FEED_TAIL] > cn[BC_FEED_HEAD] else INF_TS
-    te = s.entry[cn[BC_ENTRY_HEAD] & (len(s.entry) - 1)].ts if cn[BC_ENTRY_TAIL] > cn[BC_ENTRY_HEAD] else INF_TS
+    feed = backtest_feed(c)
+    entry = backtest_entry(c)
+    resp = backtest_resp(c)
+    cn = backtest_cnt(c)
+    tr = resp[cn[BC_RESP_HEAD] & (len(resp) - 1)].ts if cn[BC_RESP_TAIL] > cn[BC_RESP_HEAD] else INF_TS
+    tf = feed[cn[BC_FEED_HEAD] & (len(feed) - 1)].local_ts if cn[BC_FEED_TAIL] > cn[BC_FEED_HEAD] else INF_TS
+    te = entry[cn[BC_ENTRY_HEAD] & (len(entry) - 1)].ts if cn[BC_ENTRY_TAIL] > cn[BC_ENTRY_HEAD] else INF_TS
     return tr, tf, te
 
 
@@ -313,20 +338,23 @@ def next_times(c):
 @kernel
 def timer_start(c, first_ts):
     """Arm the timer at ``first_ts + N`` on the first call of a run (no-op when off)."""
-    s = backtest_views(c)
-    every = s.cfg[G_TIMER_NS]
-    if every > 0 and s.cnt[BC_NEXT_TIMER] == 0:
-        s.cnt[BC_NEXT_TIMER] = first_ts + every
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    every = cfg[G_TIMER_NS]
+    if every > 0 and cnt[BC_NEXT_TIMER] == 0:
+        cnt[BC_NEXT_TIMER] = first_ts + every
 
 
 @kernel
 def timer_fire(c, t):
     """The timer wakes the strategy at ``t``: set ``ctx`` and arm the next wake."""
-    s = backtest_views(c)
-    s.cnt[BC_NEXT_TIMER] = t + s.cfg[G_TIMER_NS]
-    s.cnt[BC_TIMER_WAKES] += 1
-    s.cnt[BC_WAKES] += 1
-    ctx = s.ctx[0]
+    ctxs = backtest_ctx(c)
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    cnt[BC_NEXT_TIMER] = t + cfg[G_TIMER_NS]
+    cnt[BC_TIMER_WAKES] += 1
+    cnt[BC_WAKES] += 1
+    ctx = ctxs[0]
     ctx.ts = t
     ctx.wake = W_TIMER
     ctx.n_wakes += 1
@@ -345,12 +373,13 @@ def would_take(side, price, bid, ask):
 @kernel
 def reject_new(c, row, ts, p, reason, resp_lat):
     """The exchange refuses the new order ``p`` (log row ``row``) at ``ts``."""
-    s = backtest_views(c)
-    o = s.log[row]
+    log = backtest_log(c)
+    cnt = backtest_cnt(c)
+    o = log[row]
     o.status = LS_REJECTED
     o.exchange_reason = reason
     o.done_ts = ts
-    s.cnt[BC_EXCH_REJECTS + reason] += 1
+    cnt[BC_EXCH_REJECTS + reason] += 1
     _push_response(c, ts + resp_lat, RSP_REJECTED, p.order_id, p.side, p.price, p.qty, 0, 0.0,
                    reason)
 
@@ -358,24 +387,29 @@ def reject_new(c, row, ts, p, reason, resp_lat):
 # -------------------------------------------------------------------- accounting
 @kernel
 def _remove_resting_row(c, row):
-    s = backtest_views(c)
-    n = s.cnt[BC_RESTING]
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
+    n = cnt[BC_RESTING]
     for k in range(n):
-        if s.resting[k] == row:
-            s.resting[k] = s.resting[n - 1]
-            s.cnt[BC_RESTING] = n - 1
+        if resting[k] == row:
+            resting[k] = resting[n - 1]
+            cnt[BC_RESTING] = n - 1
             return
 
 
 @kernel
 def _book_fill(c, ts, order_id, side, price, qty, leaves, liquidity, maker_ts, resp_lat):
     """Account one own fill at exchange time ``ts`` and queue its response."""
-    s = backtest_views(c)
-    scale = s.cfg[G_PRICE_SCALE]
-    acc = s.acc
+    log = backtest_log(c)
+    own_fills = backtest_own_fills(c)
+    cnt = backtest_cnt(c)
+    acc = backtest_acc(c)
+    cfg = backtest_cfg(c)
+    fees = backtest_fees(c)
+    scale = cfg[G_PRICE_SCALE]
     px = price / scale
     signed = qty if side == BUY else -qty
-    pos = s.cnt[BC_POSITION]
+    pos = cnt[BC_POSITION]
     # average-cost realised P&L
     if pos == 0 or (pos > 0) == (signed > 0):
         total = abs(pos) + qty
@@ -388,31 +422,31 @@ def _book_fill(c, ts, order_id, side, price, qty, leaves, liquidity, maker_ts, r
         elif qty == abs(pos):
             acc[ACC_AVG_PRICE] = 0.0
     new_pos = pos + signed
-    s.cnt[BC_POSITION] = new_pos
+    cnt[BC_POSITION] = new_pos
     notional = qty * px
-    fee_bps = s.fees[FEE_MAKER_BPS] if liquidity == LIQ_MAKER else s.fees[FEE_TAKER_BPS]
+    fee_bps = fees[FEE_MAKER_BPS] if liquidity == LIQ_MAKER else fees[FEE_TAKER_BPS]
     fee = notional * fee_bps * 1e-4
     acc[ACC_CASH] -= signed * px + fee
     acc[ACC_REALISED] -= fee
     acc[ACC_FEES] += fee
     acc[ACC_TURNOVER] += notional
-    s.cnt[BC_FILLED_QTY] += qty
+    cnt[BC_FILLED_QTY] += qty
     if liquidity == LIQ_MAKER:
-        s.cnt[BC_MAKER_FILLS] += 1
+        cnt[BC_MAKER_FILLS] += 1
     else:
-        s.cnt[BC_TAKER_FILLS] += 1
+        cnt[BC_TAKER_FILLS] += 1
     row = order_id - STRATEGY_ID_BASE
-    o = s.log[row]
+    o = log[row]
     o.filled += qty
     if leaves == 0:
         o.status = LS_FILLED
         o.done_ts = ts
         _remove_resting_row(c, row)
-    n = s.cnt[BC_FILLS]
-    s.cnt[BC_FILLS] = n + 1
-    known = max(ts + resp_lat, s.cnt[BC_RESP_LAST])
-    if n < len(s.own_fills):
-        f = s.own_fills[n]
+    n = cnt[BC_FILLS]
+    cnt[BC_FILLS] = n + 1
+    known = max(ts + resp_lat, cnt[BC_RESP_LAST])
+    if n < len(own_fills):
+        f = own_fills[n]
         f.ts = ts
         f.known_ts = known
         f.order_id = order_id
@@ -431,7 +465,7 @@ def _book_fill(c, ts, order_id, side, price, qty, leaves, liquidity, maker_ts, r
         f.side = side
         f.liquidity = liquidity
     else:
-        s.cnt[BC_DROPPED_FILLS] += 1
+        cnt[BC_DROPPED_FILLS] += 1
     _push_response(c, ts + resp_lat, RSP_FILL, order_id, side, price, qty, leaves, fee, 0)
     write_step(c, ts)
 
@@ -439,18 +473,20 @@ def _book_fill(c, ts, order_id, side, price, qty, leaves, liquidity, maker_ts, r
 @kernel
 def _scan_fills(c, nf, resp_lat):
     """Book the own side of the fills just written; note the last market trade."""
-    s = backtest_views(c)
+    fills = backtest_fills(c)
+    log = backtest_log(c)
+    cnt = backtest_cnt(c)
     for k in range(nf):
-        f = s.fills[k]
-        s.cnt[BC_LAST_PRICE] = f.price
-        s.cnt[BC_LAST_QTY] = f.qty
-        s.cnt[BC_LAST_SIDE] = f.taker_side
+        f = fills[k]
+        cnt[BC_LAST_PRICE] = f.price
+        cnt[BC_LAST_QTY] = f.qty
+        cnt[BC_LAST_SIDE] = f.taker_side
         if is_own(f.maker_id):
             _book_fill(c, f.ts, f.maker_id, 1 - f.taker_side, f.price, f.qty, f.maker_leaves,
                        LIQ_MAKER, f.maker_ts, resp_lat)
         if is_own(f.taker_id):
             # the running remainder; an IOC remainder is cancelled (and reported) after
-            o = s.log[f.taker_id - STRATEGY_ID_BASE]
+            o = log[f.taker_id - STRATEGY_ID_BASE]
             leaves = o.qty - o.filled - f.qty
             _book_fill(c, f.ts, f.taker_id, f.taker_side, f.price, f.qty, leaves,
                        LIQ_TAKER, f.ts, resp_lat)
@@ -459,12 +495,12 @@ def _scan_fills(c, nf, resp_lat):
 @kernel
 def _ahead_of(c, own_slot, other_slot):
     """True when pool slot ``own_slot`` precedes ``other_slot`` in their level's FIFO."""
-    s = backtest_views(c)
-    cur = s.st.pool[own_slot].next
+    st = backtest_st(c)
+    cur = st.pool[own_slot].next
     while cur >= 0:
         if cur == other_slot:
             return True
-        cur = s.st.pool[cur].next
+        cur = st.pool[cur].next
     return False
 
 
@@ -472,16 +508,19 @@ def _ahead_of(c, own_slot, other_slot):
 def _trade_through(c, ts, side, price, order_id, resp_lat):
     """The execution rule of the module docstring: fill own orders on ``side`` that an
     execution of ``order_id`` at ``price`` must have traded through."""
-    s = backtest_views(c)
-    st = s.st
+    st = backtest_st(c)
+    fills = backtest_fills(c)
+    log = backtest_log(c)
+    resting = backtest_resting(c)
+    cnt = backtest_cnt(c)
     other = find_order(st, order_id, 0)
     if other < 0 and st.counters[EC_ANON_FALLBACK] != 0:
         other = find_order(st, anon_order_id(0, side, price), 0)
     other_slot = st.index_slots[other] if other >= 0 else -1
     k = 0
-    while k < s.cnt[BC_RESTING]:
-        row = s.resting[k]
-        o = s.log[row]
+    while k < cnt[BC_RESTING]:
+        row = resting[k]
+        o = log[row]
         hit = False
         if o.side == side:
             if (side == BUY and o.price > price) or (side == SELL and o.price < price):
@@ -493,9 +532,9 @@ def _trade_through(c, ts, side, price, order_id, resp_lat):
         if hit:
             pos = find_order(st, o.order_id, 0)
             leaves = st.pool[st.index_slots[pos]].qty
-            r = apply_event(st, s.fills, 0, ts, o.order_id, o.price, leaves, 0, EV_EXECUTE,
+            r = apply_event(st, fills, 0, ts, o.order_id, o.price, leaves, 0, EV_EXECUTE,
                             o.side, LIMIT, GTC)
-            s.cnt[BC_TRADE_THROUGH] += 1
+            cnt[BC_TRADE_THROUGH] += 1
             _scan_fills(c, r[5], resp_lat)  # removes the row from ``resting``
             # ``other_slot`` is unchanged: executing a different order never moves it
         else:
@@ -505,60 +544,68 @@ def _trade_through(c, ts, side, price, order_id, resp_lat):
 @kernel
 def exchange_event(c, e, resp_lat):
     """Apply one market event at exchange time; True when the strategy's view changed."""
-    s = backtest_views(c)
+    st = backtest_st(c)
+    fills = backtest_fills(c)
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
     traded = False
     if e.kind == EV_EXECUTE:
-        if s.cnt[BC_RESTING] > 0:
+        if cnt[BC_RESTING] > 0:
             _trade_through(c, e.ts, e.side, e.price, e.order_id, resp_lat)
         traded = True
-        s.cnt[BC_LAST_PRICE] = e.price
-        s.cnt[BC_LAST_QTY] = e.qty
-        s.cnt[BC_LAST_SIDE] = 1 - e.side
+        cnt[BC_LAST_PRICE] = e.price
+        cnt[BC_LAST_QTY] = e.qty
+        cnt[BC_LAST_SIDE] = 1 - e.side
     elif e.kind == EV_EXECUTE_HIDDEN or e.kind == EV_CROSS:
         traded = True
-        s.cnt[BC_LAST_PRICE] = e.price
-        s.cnt[BC_LAST_QTY] = e.qty
-        s.cnt[BC_LAST_SIDE] = 1 - e.side
+        cnt[BC_LAST_PRICE] = e.price
+        cnt[BC_LAST_QTY] = e.qty
+        cnt[BC_LAST_SIDE] = 1 - e.side
     if e.kind == EV_CLEAR:
         # the feed's book reset removes the feed's orders, never our simulated ones
-        clear_others(s.st, 0, STRATEGY_ID_BASE)
+        clear_others(st, 0, STRATEGY_ID_BASE)
         r = (ST_DONE, R_NONE, e.order_id, np.int64(0), np.int64(0), np.int64(0))
     else:
-        r = apply_event(s.st, s.fills, 0, e.ts, e.order_id, e.price, e.qty, 0, e.kind, e.side,
+        r = apply_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, 0, e.kind, e.side,
                         e.order_type, e.tif)
-    s.cnt[BC_EVENTS] += 1
+    cnt[BC_EVENTS] += 1
     if r[0] == ST_REJECTED:
-        s.cnt[BC_MARKET_REJECTS] += 1
+        cnt[BC_MARKET_REJECTS] += 1
     nf = r[5]
     if nf > 0:
         traded = True
         _scan_fills(c, nf, resp_lat)
     changed = _refresh_top(c)
-    if e.ts >= s.cnt[BC_NEXT_STEP_TS]:
+    if e.ts >= cnt[BC_NEXT_STEP_TS]:
         write_step(c, e.ts)
-        step = s.cfg[G_RECORD_EVERY_NS]
-        s.cnt[BC_NEXT_STEP_TS] = (e.ts // step + 1) * step
+        step = cfg[G_RECORD_EVERY_NS]
+        cnt[BC_NEXT_STEP_TS] = (e.ts // step + 1) * step
     return changed or traded
 
 
 @kernel
 def exchange_entry(c, resp_lat):
     """The order at the head of the entry ring reaches the exchange."""
-    s = backtest_views(c)
-    cn = s.cnt
-    p = s.entry[cn[BC_ENTRY_HEAD] & (len(s.entry) - 1)]
+    st = backtest_st(c)
+    fills = backtest_fills(c)
+    log = backtest_log(c)
+    entry = backtest_entry(c)
+    resting = backtest_resting(c)
+    cn = backtest_cnt(c)
+    acc = backtest_acc(c)
+    p = entry[cn[BC_ENTRY_HEAD] & (len(entry) - 1)]
     cn[BC_ENTRY_HEAD] += 1
     ts = p.ts
     row = p.order_id - STRATEGY_ID_BASE
-    o = s.log[row]
+    o = log[row]
     if p.kind == A_NEW:
         o.arrival_ts = ts
-        o.arrival_mid = s.acc[ACC_MID]
-        if p.tif == GTX and would_take(p.side, p.price, best_price(s.st, 0, BUY),
-                                       best_price(s.st, 0, SELL)):
+        o.arrival_mid = acc[ACC_MID]
+        if p.tif == GTX and would_take(p.side, p.price, best_price(st, 0, BUY),
+                                       best_price(st, 0, SELL)):
             reject_new(c, row, ts, p, R_POST_ONLY_WOULD_TAKE, resp_lat)
             return _refresh_top(c)
-        r = apply_event(s.st, s.fills, 0, ts, p.order_id, p.price, p.qty, 0, EV_ADD, p.side,
+        r = apply_event(st, fills, 0, ts, p.order_id, p.price, p.qty, 0, EV_ADD, p.side,
                         LIMIT, GTC if p.tif == GTX else p.tif)
         status = r[0]
         if status == ST_REJECTED:
@@ -568,9 +615,9 @@ def exchange_entry(c, resp_lat):
             if leaves > 0:
                 o.status = LS_OPEN
                 c_rest = cn[BC_RESTING]
-                s.resting[c_rest] = row
+                resting[c_rest] = row
                 cn[BC_RESTING] = c_rest + 1
-                ahead, _ = queue_position(s.st, 0, p.order_id)
+                ahead, _ = queue_position(st, 0, p.order_id)
                 o.queue_ahead = ahead
             if r[5] > 0:
                 _scan_fills(c, r[5], resp_lat)
@@ -584,9 +631,9 @@ def exchange_entry(c, resp_lat):
                 _push_response(c, ts + resp_lat, RSP_CANCELLED, p.order_id, p.side, p.price,
                                p.qty, 0, 0.0, 0)
     else:
-        pos = find_order(s.st, p.order_id, 0)
+        pos = find_order(st, p.order_id, 0)
         if pos >= 0:
-            r = apply_event(s.st, s.fills, 0, ts, p.order_id, 0, 0, 0, EV_DELETE, p.side,
+            r = apply_event(st, fills, 0, ts, p.order_id, 0, 0, 0, EV_DELETE, p.side,
                             LIMIT, GTC)
             o.status = LS_CANCELLED
             o.done_ts = ts
@@ -605,14 +652,15 @@ def exchange_entry(c, resp_lat):
 # ------------------------------------------------------------------ strategy side
 @kernel
 def _free_live(c, slot):
-    s = backtest_views(c)
-    o = s.orders[slot]
+    ctx = backtest_ctx(c)
+    orders = backtest_orders(c)
+    o = orders[slot]
     if o.state == OS_FREE:
         return
     if o.side == BUY:
-        s.ctx[0].open_bid_qty -= o.leaves
+        ctx[0].open_bid_qty -= o.leaves
     else:
-        s.ctx[0].open_ask_qty -= o.leaves
+        ctx[0].open_ask_qty -= o.leaves
     o.state = OS_FREE
     o.order_id = 0
     o.leaves = 0
@@ -622,18 +670,23 @@ def _free_live(c, slot):
 def deliver_response(c):
     """The response at the head of its ring reaches the strategy: update what it knows.
     Returns whether the strategy should be woken."""
-    s = backtest_views(c)
-    cn = s.cnt
-    r = s.resp[cn[BC_RESP_HEAD] & (len(s.resp) - 1)]
+    ctxs = backtest_ctx(c)
+    mview = backtest_mview(c)
+    orders = backtest_orders(c)
+    log = backtest_log(c)
+    resp = backtest_resp(c)
+    cn = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    r = resp[cn[BC_RESP_HEAD] & (len(resp) - 1)]
     cn[BC_RESP_HEAD] += 1
-    ctx = s.ctx[0]
+    ctx = ctxs[0]
     ctx.ts = r.ts
     ctx.wake = W_RESPONSE
     row = r.order_id - STRATEGY_ID_BASE
-    slot = s.log[row].slot
-    live = slot >= 0 and s.orders[slot].order_id == r.order_id
+    slot = log[row].slot
+    live = slot >= 0 and orders[slot].order_id == r.order_id
     if r.kind == RSP_FILL:
-        scale = s.cfg[G_PRICE_SCALE]
+        scale = cfg[G_PRICE_SCALE]
         signed = r.qty if r.side == BUY else -r.qty
         ctx.position += signed
         ctx.cash -= signed * (r.price / scale) + r.fee
@@ -641,7 +694,7 @@ def deliver_response(c):
         ctx.last_fill_qty = r.qty
         ctx.last_fill_side = r.side
         if live:
-            o = s.orders[slot]
+            o = orders[slot]
             o.filled += r.qty
             o.leaves -= r.qty
             if r.side == BUY:
@@ -652,15 +705,15 @@ def deliver_response(c):
                 o.leaves = 0
                 _free_live(c, slot)
     elif r.kind == RSP_ACK:
-        if live and s.orders[slot].state == OS_PENDING_NEW:
-            s.orders[slot].state = OS_LIVE
+        if live and orders[slot].state == OS_PENDING_NEW:
+            orders[slot].state = OS_LIVE
     elif r.kind == RSP_CANCELLED or r.kind == RSP_REJECTED:
         if live:
             _free_live(c, slot)
     elif r.kind == RSP_CANCEL_REJECTED:
-        if live and s.orders[slot].state == OS_PENDING_CANCEL:
-            s.orders[slot].state = OS_LIVE
-    ctx.equity = ctx.cash + ctx.position * (s.mview[0].mid / s.cfg[G_PRICE_SCALE])
+        if live and orders[slot].state == OS_PENDING_CANCEL:
+            orders[slot].state = OS_LIVE
+    ctx.equity = ctx.cash + ctx.position * (mview[0].mid / cfg[G_PRICE_SCALE])
     # an ack changes nothing a strategy decides on (the order was already in ``orders``):
     # no wake, which saves a strategy call per order
     return r.kind != RSP_ACK
@@ -669,26 +722,30 @@ def deliver_response(c):
 @kernel
 def deliver_feed(c):
     """The view at the head of the feed ring reaches the strategy."""
-    s = backtest_views(c)
-    cn = s.cnt
-    v = s.feed[cn[BC_FEED_HEAD] & (len(s.feed) - 1)]
+    ctxs = backtest_ctx(c)
+    mview = backtest_mview(c)
+    feed = backtest_feed(c)
+    cn = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    v = feed[cn[BC_FEED_HEAD] & (len(feed) - 1)]
     cn[BC_FEED_HEAD] += 1
-    s.mview[0] = v
-    ctx = s.ctx[0]
+    mview[0] = v
+    ctx = ctxs[0]
     ctx.ts = v.local_ts
     ctx.exch_ts = v.exch_ts
     ctx.wake = W_MARKET
-    ctx.equity = ctx.cash + ctx.position * (v.mid / s.cfg[G_PRICE_SCALE])
+    ctx.equity = ctx.cash + ctx.position * (v.mid / cfg[G_PRICE_SCALE])
 
 
 @kernel
 def _log_order(c, now, kind, side, price, qty, tif):
-    s = backtest_views(c)
-    n = s.cnt[BC_ORDERS]
-    if n >= len(s.log):
+    log = backtest_log(c)
+    cnt = backtest_cnt(c)
+    n = cnt[BC_ORDERS]
+    if n >= len(log):
         return -1
-    s.cnt[BC_ORDERS] = n + 1
-    o = s.log[n]
+    cnt[BC_ORDERS] = n + 1
+    o = log[n]
     o.order_id = STRATEGY_ID_BASE + n
     o.submit_ts = now
     o.arrival_ts = -1
@@ -709,13 +766,14 @@ def _log_order(c, now, kind, side, price, qty, tif):
 
 @kernel
 def _push_entry(c, t, kind, order_id, side, price, qty, tif):
-    s = backtest_views(c)
-    if _ring_full(c, BC_ENTRY_HEAD, BC_ENTRY_TAIL, s.entry):
+    entry = backtest_entry(c)
+    cnt = backtest_cnt(c)
+    if _ring_full(c, BC_ENTRY_HEAD, BC_ENTRY_TAIL, entry):
         return False
-    t = max(t, s.cnt[BC_ENTRY_LAST])
-    s.cnt[BC_ENTRY_LAST] = t
-    p = s.entry[s.cnt[BC_ENTRY_TAIL] & (len(s.entry) - 1)]
-    s.cnt[BC_ENTRY_TAIL] += 1
+    t = max(t, cnt[BC_ENTRY_LAST])
+    cnt[BC_ENTRY_LAST] = t
+    p = entry[cnt[BC_ENTRY_TAIL] & (len(entry) - 1)]
+    cnt[BC_ENTRY_TAIL] += 1
     p.ts = t
     p.kind = kind
     p.order_id = order_id
@@ -728,14 +786,16 @@ def _push_entry(c, t, kind, order_id, side, price, qty, tif):
 
 @kernel
 def _send_cancel(c, now, entry_lat, order_id):
-    s = backtest_views(c)
-    if order_id < STRATEGY_ID_BASE or order_id - STRATEGY_ID_BASE >= s.cnt[BC_ORDERS]:
+    orders = backtest_orders(c)
+    log = backtest_log(c)
+    cnt = backtest_cnt(c)
+    if order_id < STRATEGY_ID_BASE or order_id - STRATEGY_ID_BASE >= cnt[BC_ORDERS]:
         return
     row = order_id - STRATEGY_ID_BASE
-    slot = s.log[row].slot
-    if slot < 0 or s.orders[slot].order_id != order_id:
+    slot = log[row].slot
+    if slot < 0 or orders[slot].order_id != order_id:
         return  # already done as far as the strategy knows
-    o = s.orders[slot]
+    o = orders[slot]
     if o.state == OS_PENDING_CANCEL:
         return
     o.state = OS_PENDING_CANCEL
@@ -745,44 +805,52 @@ def _send_cancel(c, now, entry_lat, order_id):
 @kernel
 def submit_actions(c, n, now, entry_lat):
     """Risk-check the strategy's ``n`` actions and send what passes (order entry)."""
-    s = backtest_views(c)
-    ctx = s.ctx[0]
-    scale = s.cfg[G_PRICE_SCALE]
-    killed = krisk.update_kill_switch(s.risk_params, s.risk_state, ctx.equity)
+    ctxs = backtest_ctx(c)
+    mview = backtest_mview(c)
+    orders = backtest_orders(c)
+    actions = backtest_actions(c)
+    log = backtest_log(c)
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    risk_params = backtest_risk_params(c)
+    risk_state = backtest_risk_state(c)
+    ctx = ctxs[0]
+    scale = cfg[G_PRICE_SCALE]
+    killed = krisk.update_kill_switch(risk_params, risk_state, ctx.equity)
     if killed:
         ctx.killed = 1
-        if s.cnt[BC_KILL_SENT] == 0:
-            s.cnt[BC_KILL_SENT] = 1
-            for slot in range(len(s.orders)):
-                if s.orders[slot].state == OS_PENDING_NEW or s.orders[slot].state == OS_LIVE:
-                    _send_cancel(c, now, entry_lat, s.orders[slot].order_id)
+        if cnt[BC_KILL_SENT] == 0:
+            cnt[BC_KILL_SENT] = 1
+            for slot in range(len(orders)):
+                if orders[slot].state == OS_PENDING_NEW or orders[slot].state == OS_LIVE:
+                    _send_cancel(c, now, entry_lat, orders[slot].order_id)
     for k in range(n):
-        a = s.actions[k]
+        a = actions[k]
         if a.kind == A_CANCEL:
             _send_cancel(c, now, entry_lat, a.order_id)
             continue
         if a.kind != A_NEW:
             continue
         open_same = ctx.open_bid_qty if a.side == BUY else ctx.open_ask_qty
-        reason = krisk.check_new_order(s.risk_params, s.risk_state, now, a.side, a.price, a.qty,
-                                    ctx.position, open_same, s.mview[0].mid, scale)
+        reason = krisk.check_new_order(risk_params, risk_state, now, a.side, a.price, a.qty,
+                                    ctx.position, open_same, mview[0].mid, scale)
         slot = -1
         if reason == krisk.RK_NONE:
-            for j in range(len(s.orders)):
-                if s.orders[j].state == OS_FREE:
+            for j in range(len(orders)):
+                if orders[j].state == OS_FREE:
                     slot = j
                     break
             if slot < 0:
                 reason = krisk.RK_MAX_OPEN
         row = _log_order(c, now, A_NEW, a.side, a.price, a.qty, a.tif)
         if row < 0:
-            s.cnt[BC_RISK_REJECTS + krisk.RK_MAX_OPEN] += 1
+            cnt[BC_RISK_REJECTS + krisk.RK_MAX_OPEN] += 1
             continue
         oid = STRATEGY_ID_BASE + row
         a.order_id = oid
         if reason != krisk.RK_NONE:
-            s.cnt[BC_RISK_REJECTS + reason] += 1
-            lo = s.log[row]
+            cnt[BC_RISK_REJECTS + reason] += 1
+            lo = log[row]
             lo.status = LS_REJECTED
             lo.risk_reason = reason
             lo.done_ts = now
@@ -790,8 +858,8 @@ def submit_actions(c, n, now, entry_lat):
         tif = a.tif if a.tif == IOC or a.tif == FOK or a.tif == GTX else GTC
         if not _push_entry(c, now + entry_lat, A_NEW, oid, a.side, a.price, a.qty, tif):
             return
-        s.log[row].slot = slot
-        o = s.orders[slot]
+        log[row].slot = slot
+        o = orders[slot]
         o.order_id = oid
         o.price = a.price
         o.qty = a.qty
@@ -825,24 +893,34 @@ def run_l3(strategy, latency, context, events, start, stop):
     process (about 1.5-2 s here); every helper it calls is cached.
     """
     c = borrow_context(context)
-    s = backtest_views(c)
+    ctxs = backtest_ctx(c)
+    mview = backtest_mview(c)
+    orders = backtest_orders(c)
+    actions = backtest_actions(c)
+    params = backtest_params(c)
+    cnt = backtest_cnt(c)
+    cfg = backtest_cfg(c)
+    risk_params = backtest_risk_params(c)
+    lat_params = backtest_lat_params(c)
+    lat_table = backtest_lat_table(c)
+    rng = backtest_rng(c)
+    hist = backtest_hist(c)
     n_events = len(events)
     limit_ts = events[stop].ts if stop < n_events else INF_TS
     last_ts = events[n_events - 1].ts if n_events > 0 else INF_TS
     if n_events > 0:
         timer_start(c, events[0].ts)
-    timer_on = s.cfg[G_TIMER_NS] > 0 and n_events > 0
-    lp = s.lat_params
-    lt = s.lat_table
-    rng = s.rng
+    timer_on = cfg[G_TIMER_NS] > 0 and n_events > 0
+    lp = lat_params
+    lt = lat_table
     i = start
-    ctx = s.ctx[0]
-    kill_watch = s.risk_params[krisk.RP_MAX_LOSS] > 0 or s.risk_params[krisk.RP_KILL] != 0
-    while s.cnt[BC_STATUS] == BT_OK:
+    ctx = ctxs[0]
+    kill_watch = risk_params[krisk.RP_MAX_LOSS] > 0 or risk_params[krisk.RP_KILL] != 0
+    while cnt[BC_STATUS] == BT_OK:
         tr, tf, te = next_times(c)
         t = min(tr, min(tf, te))
         # the next timer wake (none after the last market event)
-        tt = s.cnt[BC_NEXT_TIMER] if timer_on else INF_TS
+        tt = cnt[BC_NEXT_TIMER] if timer_on else INF_TS
         if tt >= last_ts:
             tt = INF_TS
         tx = events[i].ts if i < stop else INF_TS
@@ -852,12 +930,12 @@ def run_l3(strategy, latency, context, events, start, stop):
             # the timer: after everything stamped at or before it
             timer_fire(c, tt)
             t0 = now_ns()
-            n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
-            n = min(n, len(s.actions))
+            n = strategy(ctx, mview[0], orders, params, actions)
+            n = min(n, len(actions))
             if n > 0 or kill_watch:
                 submit_actions(c, n, tt, latency(LAT_ENTRY, tt, lp, lt, rng))
             if n > 0:
-                histogram.record(s.hist, now_ns() - t0)
+                histogram.record(hist, now_ns() - t0)
         elif t <= tx:
             if tr == t or tf == t:
                 wake = True
@@ -867,14 +945,14 @@ def run_l3(strategy, latency, context, events, start, stop):
                     deliver_feed(c)
                 if wake and i < n_events:
                     ctx.n_wakes += 1
-                    s.cnt[BC_WAKES] += 1
+                    cnt[BC_WAKES] += 1
                     t0 = now_ns()
-                    n = strategy(ctx, s.mview[0], s.orders, s.params, s.actions)
-                    n = min(n, len(s.actions))
+                    n = strategy(ctx, mview[0], orders, params, actions)
+                    n = min(n, len(actions))
                     if n > 0 or kill_watch:
                         submit_actions(c, n, t, latency(LAT_ENTRY, t, lp, lt, rng))
                     if n > 0:
-                        histogram.record(s.hist, now_ns() - t0)
+                        histogram.record(hist, now_ns() - t0)
             else:
                 if exchange_entry(c, latency(LAT_RESPONSE, t, lp, lt, rng)):
                     push_feed(c, t, t + latency(LAT_FEED, t, lp, lt, rng))
@@ -883,7 +961,7 @@ def run_l3(strategy, latency, context, events, start, stop):
             i += 1
             if exchange_event(c, e, latency(LAT_RESPONSE, e.ts, lp, lt, rng)):
                 push_feed(c, e.ts, e.ts + latency(LAT_FEED, e.ts, lp, lt, rng))
-    return i, s.cnt[BC_STATUS]
+    return i, cnt[BC_STATUS]
 
 
 
