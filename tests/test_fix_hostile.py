@@ -114,6 +114,16 @@ class Client:
             self.writer.close()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _client_kernels_compiled():
+    """The in-process client formats and parses through kernels (``put_timestamp``, the
+    scanner, the validator). On a cold cache their first compilation would run inside an
+    acceptor's 1 s logon window (one event loop for both sides), and the acceptor would
+    rightly drop the connection: compile them before any test starts its clock."""
+    batch = parse(Client("WARM").message("0"), stream=True)
+    assert batch.summary()["valid"] == 1
+
+
 def _engine() -> Engine:
     return Engine(symbols=["AAPL"], tick_size=0.01, capacity=10_000)
 

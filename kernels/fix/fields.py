@@ -10,9 +10,14 @@ Also owns what the other FIX modules share about value syntax: the ASCII bytes o
 ``tag=value`` (``EQ``, ``ZERO``, ``NINE``, ``DOT``, ``MINUS``) and ``hash_value`` (62-bit
 FNV-1a of a span: SenderCompID, non-numeric order ids, long symbols).
 
-The helpers are ``inline="always"`` because a call that takes ``buf`` pays Numba
-reference-count updates (atomics) per call, which cost more than the work in a
-per-field helper.
+The accessors are compiled without Numba's runtime (``nrt=False``): a call that takes
+``buf`` then pays no reference-count updates (atomics), which would cost more than the
+work in a per-field helper. They are ordinary calls, not ``inline="always"``: Numba
+inlines by copying and re-typing the helper's IR at every call site, and the decoders
+and the validator call them dozens of times (``fixed_value`` seven times in one
+decoder), which made the FIX kernels about 65 s of a cold start; as calls they compile
+once (about 15 s for the whole FIX group) and LLVM still inlines what pays. The
+one-line helpers (``char_value`` and the timestamp's pieces) stay inlined.
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ NO_VALUE = np.iinfo(np.int64).min  # typed accessors' "absent / malformed"
 
 
 # ============================================================ typed accessors
-@kernel(inline="always")
+@kernel(nrt=False)
 def hash_value(buf, a, b):
     """62-bit FNV-1a hash of buf[a:b) (bit 62 stays clear for callers to tag hashed ids)."""
     h = np.uint64(14695981039346656037)
@@ -40,7 +45,7 @@ def hash_value(buf, a, b):
     return np.int64(h & np.uint64(0x3FFFFFFFFFFFFFFF))
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def uint_value(buf, a, b):
     """Unsigned decimal integer in buf[a:b), NO_VALUE if empty/not digits/too long."""
     if b <= a or b - a > 18:
@@ -54,7 +59,7 @@ def uint_value(buf, a, b):
     return v
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def int_value(buf, a, b):
     """FIX int (optional leading '-') in buf[a:b), or NO_VALUE."""
     if b > a and buf[a] == MINUS:
@@ -63,7 +68,7 @@ def int_value(buf, a, b):
     return uint_value(buf, a, b)
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def fixed_value(buf, a, b, price_scale):
     """FIX decimal (price, qty) in buf[a:b) -> int64 ``round(value * price_scale)``.
 
@@ -137,7 +142,7 @@ def _digits(buf, a, count):
     return v
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def timestamp_value(buf, a, b):
     """UTCTimestamp ``YYYYMMDD-HH:MM:SS[.sss|.ssssss|.sssssssss]`` -> ns since the epoch."""
     length = b - a
@@ -167,7 +172,7 @@ def timestamp_value(buf, a, b):
     return ((days * 24 + hh) * 60 + mi) * 60_000_000_000 + ss * 1_000_000_000 + frac_ns
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def order_id_value(buf, a, b):
     """An order id string -> int64: its value when it is 1..18 digits, else a 62-bit hash
     with bit 62 set (so hashed ids never collide with numeric ones, which stay < 2**60)."""
@@ -177,7 +182,7 @@ def order_id_value(buf, a, b):
     return hash_value(buf, a, b) | np.int64(1 << 62)
 
 
-@kernel(inline="always")
+@kernel(nrt=False)
 def symbol_key(buf, a, b):
     """A symbol -> int64 key (its bytes when <= 7 long, else a hash) for table lookups."""
     if b - a <= 7:

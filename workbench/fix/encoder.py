@@ -145,7 +145,7 @@ def encode_execution_reports(reports: np.ndarray, *, sender_comp_id: str, target
         max_text = int(lengths.max()) if len(lengths) else 0
     else:
         reports["text_start"] = reports["text_end"] = 0
-        text_pool = np.zeros(1, np.uint8)
+        text_pool = np.frombuffer(b"\0", np.uint8)  # read-only, as above: one compiled type
         max_text = 0
     sym_bytes = [str(s).encode("latin-1") for s in symbols]
     symbol_offsets = np.zeros(len(sym_bytes) + 1, np.int64)
