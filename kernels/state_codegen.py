@@ -237,6 +237,7 @@ def render() -> str:
             f'        ("{leaf.path}", state.{leaf.path}, {names.dtype(leaf.dtype)}, {leaf.ndim})'
             for leaf in leaves(cls))
         cname = names.cls(cls)
+        accessor_calls = ",\n".join(f"        {prefix}_{name}(c)" for name, _ in fields(cls))
         blocks.append(f'''
 # {"-" * (77 - len(cname))} {cname}
 N_{upper}_CONTEXT = {size}
@@ -251,8 +252,11 @@ def {prefix}_context(state: {cname}) -> np.ndarray:
 
 @kernel(inline="always")
 def {prefix}_views(c):
-    """The {cname} packed in context ``c``, as views without reference counts."""
-    return {_views_expr(cls, names, [0], "    ")}
+    """The {cname} packed in context ``c``, as views without reference counts (each
+    field from its own accessor below)."""
+    return {cname}(
+{accessor_calls},
+    )
 
 
 @kernel

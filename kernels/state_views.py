@@ -116,17 +116,18 @@ def book_context(state: BookState) -> np.ndarray:
 
 @kernel(inline="always")
 def book_views(c):
-    """The BookState packed in context ``c``, as views without reference counts."""
+    """The BookState packed in context ``c``, as views without reference counts (each
+    field from its own accessor below)."""
     return BookState(
-        carray(address_as_pointer(c[0]), c[1], ORDER),
-        carray(address_as_pointer(c[2]), c[3], LEVEL),
-        carray(address_as_pointer(c[4]), c[5], np.uint64),
-        carray(address_as_pointer(c[6]), c[7], BOOK),
-        carray(address_as_pointer(c[8]), c[9], np.int64),
-        carray(address_as_pointer(c[10]), c[11], np.int32),
-        carray(address_as_pointer(c[12]), c[13], np.int64),
-        carray(address_as_pointer(c[14]), c[15], np.int32),
-        carray(address_as_pointer(c[16]), c[17], np.int32),
+        book_pool(c),
+        book_levels(c),
+        book_bits(c),
+        book_books(c),
+        book_index_keys(c),
+        book_index_slots(c),
+        book_counters(c),
+        book_ovf_next(c),
+        book_ovf_prev(c),
     )
 
 
@@ -223,20 +224,11 @@ def engine_context(state: EngineState) -> np.ndarray:
 
 @kernel(inline="always")
 def engine_views(c):
-    """The EngineState packed in context ``c``, as views without reference counts."""
+    """The EngineState packed in context ``c``, as views without reference counts (each
+    field from its own accessor below)."""
     return EngineState(
-        BookState(
-            carray(address_as_pointer(c[0]), c[1], ORDER),
-            carray(address_as_pointer(c[2]), c[3], LEVEL),
-            carray(address_as_pointer(c[4]), c[5], np.uint64),
-            carray(address_as_pointer(c[6]), c[7], BOOK),
-            carray(address_as_pointer(c[8]), c[9], np.int64),
-            carray(address_as_pointer(c[10]), c[11], np.int32),
-            carray(address_as_pointer(c[12]), c[13], np.int64),
-            carray(address_as_pointer(c[14]), c[15], np.int32),
-            carray(address_as_pointer(c[16]), c[17], np.int32),
-        ),
-        carray(address_as_pointer(c[18]), c[19], FILL),
+        engine_st(c),
+        engine_fills(c),
     )
 
 
@@ -316,42 +308,33 @@ def backtest_context(state: BacktestState) -> np.ndarray:
 
 @kernel(inline="always")
 def backtest_views(c):
-    """The BacktestState packed in context ``c``, as views without reference counts."""
+    """The BacktestState packed in context ``c``, as views without reference counts (each
+    field from its own accessor below)."""
     return BacktestState(
-        BookState(
-            carray(address_as_pointer(c[0]), c[1], ORDER),
-            carray(address_as_pointer(c[2]), c[3], LEVEL),
-            carray(address_as_pointer(c[4]), c[5], np.uint64),
-            carray(address_as_pointer(c[6]), c[7], BOOK),
-            carray(address_as_pointer(c[8]), c[9], np.int64),
-            carray(address_as_pointer(c[10]), c[11], np.int32),
-            carray(address_as_pointer(c[12]), c[13], np.int64),
-            carray(address_as_pointer(c[14]), c[15], np.int32),
-            carray(address_as_pointer(c[16]), c[17], np.int32),
-        ),
-        carray(address_as_pointer(c[18]), c[19], FILL),
-        carray(address_as_pointer(c[20]), c[21], CTX),
-        carray(address_as_pointer(c[22]), c[23], VIEW),
-        carray(address_as_pointer(c[24]), c[25], LIVE),
-        carray(address_as_pointer(c[26]), c[27], ACTION),
-        carray(address_as_pointer(c[28]), c[29], np.float64),
-        carray(address_as_pointer(c[30]), c[31], ORDER_LOG),
-        carray(address_as_pointer(c[32]), c[33], OWN_FILL),
-        carray(address_as_pointer(c[34]), c[35], STEP),
-        carray(address_as_pointer(c[36]), c[37], VIEW),
-        carray(address_as_pointer(c[38]), c[39], PENDING),
-        carray(address_as_pointer(c[40]), c[41], RESPONSE),
-        carray(address_as_pointer(c[42]), c[43], np.int64),
-        carray(address_as_pointer(c[44]), c[45], np.int64),
-        carray(address_as_pointer(c[46]), c[47], np.float64),
-        carray(address_as_pointer(c[48]), c[49], np.int64),
-        carray(address_as_pointer(c[50]), c[51], np.float64),
-        carray(address_as_pointer(c[52]), c[53], np.float64),
-        carray(address_as_pointer(c[54]), c[55], np.int64),
-        carray(address_as_pointer(c[56]), c[57], np.float64),
-        carray(address_as_pointer(c[58]), (c[59], c[60]), np.int64),
-        carray(address_as_pointer(c[61]), c[62], np.int64),
-        carray(address_as_pointer(c[63]), c[64], np.int64),
+        backtest_st(c),
+        backtest_fills(c),
+        backtest_ctx(c),
+        backtest_mview(c),
+        backtest_orders(c),
+        backtest_actions(c),
+        backtest_params(c),
+        backtest_log(c),
+        backtest_own_fills(c),
+        backtest_steps(c),
+        backtest_feed(c),
+        backtest_entry(c),
+        backtest_resp(c),
+        backtest_resting(c),
+        backtest_cnt(c),
+        backtest_acc(c),
+        backtest_cfg(c),
+        backtest_fees(c),
+        backtest_risk_params(c),
+        backtest_risk_state(c),
+        backtest_lat_params(c),
+        backtest_lat_table(c),
+        backtest_rng(c),
+        backtest_hist(c),
     )
 
 
@@ -560,15 +543,16 @@ def l2_context(state: L2State) -> np.ndarray:
 
 @kernel(inline="always")
 def l2_views(c):
-    """The L2State packed in context ``c``, as views without reference counts."""
+    """The L2State packed in context ``c``, as views without reference counts (each
+    field from its own accessor below)."""
     return L2State(
-        carray(address_as_pointer(c[0]), c[1], np.int64),
-        carray(address_as_pointer(c[2]), c[3], np.int64),
-        carray(address_as_pointer(c[4]), c[5], np.int64),
-        carray(address_as_pointer(c[6]), c[7], np.int64),
-        carray(address_as_pointer(c[8]), c[9], np.float64),
-        carray(address_as_pointer(c[10]), c[11], np.float64),
-        carray(address_as_pointer(c[12]), c[13], np.float64),
+        l2_bids(c),
+        l2_asks(c),
+        l2_best(c),
+        l2_meta(c),
+        l2_front(c),
+        l2_traded(c),
+        l2_qparams(c),
     )
 
 
