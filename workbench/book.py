@@ -340,21 +340,40 @@ class _Books:
         # kept alive: the kernel reads it
         self._ctx_array = engine_context(book_state.EngineState(self.state, self._scratch))
         self._ctx = int(self._ctx_array.ctypes.data)
-        warm = (self._ctx, 0, 0, 0, 0, -1, 0, 0, 0, 0)  # book -1: a reject that changes nothing
-        saved = self.state.counters.copy()
-        self._apply_one = _entry_point(kbook.apply_one, warm)
-        self.state.counters[:] = saved
+        # book -1: a reject (apply_one) or CHECK (the priced entries) that changes nothing
+        self._apply_one = self._entry("_apply_one", kbook.apply_one, (0, 0, 0, 0, -1, 0, 0, 0, 0))
         if getattr(self, "_journal", None) is not None:
             self._apply_one = self._journal.wrap_apply_one(self._apply_one)
             self._route_through_apply_one()
         else:
-            # The per-order path's own entries (kernels.book_calls); book -1: CHECK, no change.
-            self._add_priced = _entry_point(kcalls.add_priced,
-                                            (self._ctx, 0, 0, 0, 1.0, 0, -1, 0, 0, 0, 1))
-            self._cancel_one = _entry_point(kcalls.cancel_one, (self._ctx, 0, 0, -1))
-            self._modify_priced = _entry_point(kcalls.modify_priced,
-                                               (self._ctx, 0, 0, 1.0, 0, -1, 1))
+            # The per-order path's own entries (kernels.book_calls).
+            self._add_priced = self._entry("_add_priced", kcalls.add_priced,
+                                           (0, 0, 0, 1.0, 0, -1, 0, 0, 0, 1))
+            self._cancel_one = self._entry("_cancel_one", kcalls.cancel_one, (0, 0, -1))
+            self._modify_priced = self._entry("_modify_priced", kcalls.modify_priced,
+                                              (0, 0, 1.0, 0, -1, 1))
         self._new_chunk(size)
+
+    def _entry(self, name: str, dispatcher, warm: tuple):
+        """The compiled entry point of ``dispatcher`` (called as ``(context, *warm)`` to
+        compile it for those types): at once when this process has it already, else a
+        stand-in that loads or compiles it on its first call and then puts it in its place
+        (attribute ``name``). An engine used only for ``submit`` compiles neither the
+        cancel nor the modify entry; a first ``OrderBook()`` in a warm process loads
+        nothing it does not use."""
+        entry = _ENTRY_POINTS.get(dispatcher)
+        if entry is not None:
+            return entry
+
+        def first_call(*args):
+            saved = self.state.counters.copy()   # the warm call may count a reject
+            entry = _entry_point(dispatcher, (self._ctx, *warm))
+            self.state.counters[:] = saved
+            if self.__dict__.get(name) is first_call:   # not wrapped (journal) or replaced
+                setattr(self, name, entry)
+            return entry(*args)
+
+        return first_call
 
     def _new_chunk(self, size: int) -> None:
         """A fresh fills chunk of ``size`` slots for the priced entries. Each call's fills
