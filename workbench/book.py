@@ -163,6 +163,11 @@ def _entry_point(dispatcher, warm: tuple):
 
 _ENTRY_POINTS: dict = {}   # dispatcher -> its compiled entry point (one signature each)
 
+# The common spellings of a side, taken on the per-order fast path; every other form
+# ("B", " Buy ", 0, np.int8(1)) goes through Side.parse on the checked path, same result.
+_SIDE_WORDS = {word: side for side in Side for word in (side.name, side.name.lower(),
+                                                         side.name.capitalize())}
+
 
 def _refer_to_checked_path(*args):
     """A priced entry's stand-in that applies nothing (``_route_through_apply_one``)."""
@@ -489,6 +494,8 @@ class _Books:
     # (``_CHECK``, nothing applied), goes to the ``*_checked`` path: the same result, or the
     # ``ValueError`` naming the field.
     def _submit(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
+        if type(side) is str:
+            side = _SIDE_WORDS.get(side, side)   # "buy"/"sell": the fast path too
         oid = order_id
         if oid is None:
             oid = self._next_id
@@ -522,6 +529,8 @@ class _Books:
         quantities as ints), without the type checks; the entry still checks the values
         and leaves a wrong one to the checked path, which raises."""
         oid = self._next_id if order_id is None else order_id
+        if type(side) is str:
+            side = _SIDE_WORDS.get(side, side)
         try:
             code, filled, leaves = self._add_priced(
                 self._chunk_ctx, self._chunk_pos, ts or 0, oid, price, qty, book, side,
