@@ -163,10 +163,10 @@ def _entry_point(dispatcher, warm: tuple):
 
 _ENTRY_POINTS: dict = {}   # dispatcher -> its compiled entry point (one signature each)
 
-# The common spellings of a side, taken on the per-order fast path; every other form
-# ("B", " Buy ", 0, np.int8(1)) goes through Side.parse on the checked path, same result.
-_SIDE_WORDS = {word: side for side in Side for word in (side.name, side.name.lower(),
-                                                         side.name.capitalize())}
+# A side's name as a word ("buy", "SELL"), taken on the per-order fast path; every other
+# form (a code, np.int8(1)) goes to the checked path, and anything else ("Buy", " sell")
+# to its ValueError, as before.
+_SIDE_WORDS = {word: side for side in Side for word in (side.name, side.name.lower())}
 
 
 def _refer_to_checked_path(*args):
