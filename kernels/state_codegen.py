@@ -143,17 +143,22 @@ class _Names:
         return cls.__name__
 
 
+def _array_view(decl: ArrayField, names: _Names, slot: list[int]) -> str:
+    """The view of the array whose address is in context slot ``slot[0]`` (its extents
+    follow); moves ``slot[0]`` past them."""
+    j = slot[0]
+    shape = (f"c[{j + 1}]" if decl.ndim == 1 else
+             "(" + ", ".join(f"c[{j + 1 + k}]" for k in range(decl.ndim)) + ")")
+    slot[0] += 1 + decl.ndim
+    return f"carray(address_as_pointer(c[{j}]), {shape}, {names.dtype(decl.dtype)})"
+
+
 def _views_expr(cls, names: _Names, slot: list[int], indent: str) -> str:
     inner = indent + "    "
     parts = []
     for _, decl in fields(cls):
         if isinstance(decl, ArrayField):
-            j = slot[0]
-            shape = (f"c[{j + 1}]" if decl.ndim == 1 else
-                     "(" + ", ".join(f"c[{j + 1 + k}]" for k in range(decl.ndim)) + ")")
-            parts.append(f"{inner}carray(address_as_pointer(c[{j}]), {shape}, "
-                         f"{names.dtype(decl.dtype)}),")
-            slot[0] += 1 + decl.ndim
+            parts.append(f"{inner}{_array_view(decl, names, slot)},")
         else:
             parts.append(inner + _views_expr(decl, names, slot, inner).lstrip() + ",")
     return f"{names.cls(cls)}(\n" + "\n".join(parts) + f"\n{indent})"
@@ -167,11 +172,7 @@ def _accessors(prefix: str, cls, names: _Names) -> str:
     slot = [0]
     for name, decl in fields(cls):
         if isinstance(decl, ArrayField):
-            j = slot[0]
-            shape = (f"c[{j + 1}]" if decl.ndim == 1 else
-                     "(" + ", ".join(f"c[{j + 1 + k}]" for k in range(decl.ndim)) + ")")
-            body = f"carray(address_as_pointer(c[{j}]), {shape}, {names.dtype(decl.dtype)})"
-            slot[0] += 1 + decl.ndim
+            body = _array_view(decl, names, slot)
         else:
             body = _views_expr(decl, names, slot, "    ")
         out.append(f'''

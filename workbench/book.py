@@ -81,6 +81,9 @@ def _lookup(enum_cls) -> dict:
 _SIDES = _lookup(Side)
 _TYPES = _lookup(OrderType)
 _TIFS = _lookup(TimeInForce)
+# The words of _SIDES ("buy", "SELL") as members, for the per-order fast path: the same
+# names the checked path takes; every other form goes to it.
+_SIDE_WORDS = {word: Side(code) for word, code in _SIDES.items() if type(word) is str}
 _MAX_QTY = R.MAX_QTY
 _MAX_PRICE = R.MAX_PRICE
 _MAX_ID = R.MAX_ORDER_ID
@@ -162,11 +165,6 @@ def _entry_point(dispatcher, warm: tuple):
 
 
 _ENTRY_POINTS: dict = {}   # dispatcher -> its compiled entry point (one signature each)
-
-# A side's name as a word ("buy", "SELL"), taken on the per-order fast path; every other
-# form (a code, np.int8(1)) goes to the checked path, and anything else ("Buy", " sell")
-# to its ValueError, as before.
-_SIDE_WORDS = {word: side for side in Side for word in (side.name, side.name.lower())}
 
 
 def _refer_to_checked_path(*args):

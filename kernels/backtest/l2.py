@@ -66,8 +66,8 @@ from .latency_models import LAT_ENTRY, LAT_FEED, LAT_RESPONSE
 from .queue_models import depth_update
 from .state import (
     ACC_MID, BC_ASK, BC_ASK_QTY, BC_BID, BC_BID_QTY, BC_CANCELS, BC_ENTRY_HEAD, BC_EVENTS,
-    BC_EXCH_REJECTS, BC_FEED_HEAD, BC_FEED_LAST, BC_FEED_PUSHES, BC_FEED_TAIL,
-    BC_LAST_PRICE, BC_LAST_QTY, BC_LAST_SIDE, BC_NEXT_STEP_TS, BC_RESTING, BC_STATUS,
+    BC_EXCH_REJECTS, BC_LAST_PRICE, BC_LAST_QTY, BC_LAST_SIDE, BC_NEXT_STEP_TS, BC_RESTING,
+    BC_STATUS,
     BC_NEXT_TIMER, BC_TRADE_THROUGH, BC_WAKES, BT_OK, FM_ALL_OR_NONE, FM_NO_PARTIAL,
     G_FILL_MODE, G_RECORD_EVERY_NS, G_TIMER_NS, M_LEVELS, M_LOW, M_OUT_OF_WINDOW, M_TICK,
 )
@@ -319,28 +319,12 @@ def l2_entry(c, c2, resp_lat):
 @kernel
 def l2_push_feed(c, c2, exch_ts, deliver_ts):
     """Like ``kernels.backtest.l3.push_feed``, with the queue model's estimate as ``ahead``."""
-    log = backtest_log(c)
-    feed = backtest_feed(c)
-    cn = backtest_cnt(c)
-    acc = backtest_acc(c)
-    l2 = l2_views(c2)
-    if l3._ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, feed):
+    slot = l3.new_view(c, exch_ts, deliver_ts)
+    if slot < 0:
         return
-    t = max(deliver_ts, cn[BC_FEED_LAST])
-    cn[BC_FEED_LAST] = t
-    cn[BC_FEED_PUSHES] += 1
-    v = feed[cn[BC_FEED_TAIL] & (len(feed) - 1)]
-    cn[BC_FEED_TAIL] += 1
-    v.local_ts = t
-    v.exch_ts = exch_ts
-    v.bid = cn[BC_BID]
-    v.bid_qty = cn[BC_BID_QTY]
-    v.ask = cn[BC_ASK]
-    v.ask_qty = cn[BC_ASK_QTY]
-    v.mid = acc[ACC_MID]
-    v.last_price = cn[BC_LAST_PRICE]
-    v.last_qty = cn[BC_LAST_QTY]
-    v.last_side = cn[BC_LAST_SIDE]
+    log = backtest_log(c)
+    l2 = l2_views(c2)
+    v = backtest_feed(c)[slot]
     for side in range(2):
         row = l3._own_best(c, side)
         oid = np.int64(0)

@@ -266,21 +266,21 @@ def _push_response(c, t, kind, order_id, side, price, qty, leaves, fee, reason):
 
 
 @kernel
-def push_feed(c, exch_ts, deliver_ts):
-    """Snapshot the market view (top of book, last trade, own best orders and their
-    queue position) for delivery to the strategy at ``deliver_ts``."""
-    st = backtest_st(c)
-    log = backtest_log(c)
+def new_view(c, exch_ts, deliver_ts):
+    """Claim the feed ring's next view for delivery at ``deliver_ts`` and fill its market
+    part (times, top of book, mid, last trade) from the counters (the L3 and L2 loops
+    share it). Returns its slot, or -1 when the ring is full (``BT_RING_FULL`` set)."""
     feed = backtest_feed(c)
     cnt = backtest_cnt(c)
     acc = backtest_acc(c)
     if _ring_full(c, BC_FEED_HEAD, BC_FEED_TAIL, feed):
-        return
+        return -1
     t = max(deliver_ts, cnt[BC_FEED_LAST])
     cnt[BC_FEED_LAST] = t
     cnt[BC_FEED_PUSHES] += 1
-    v = feed[cnt[BC_FEED_TAIL] & (len(feed) - 1)]
+    slot = cnt[BC_FEED_TAIL] & (len(feed) - 1)
     cnt[BC_FEED_TAIL] += 1
+    v = feed[slot]
     v.local_ts = t
     v.exch_ts = exch_ts
     v.bid = cnt[BC_BID]
@@ -291,6 +291,19 @@ def push_feed(c, exch_ts, deliver_ts):
     v.last_price = cnt[BC_LAST_PRICE]
     v.last_qty = cnt[BC_LAST_QTY]
     v.last_side = cnt[BC_LAST_SIDE]
+    return slot
+
+
+@kernel
+def push_feed(c, exch_ts, deliver_ts):
+    """Snapshot the market view (top of book, last trade, own best orders and their
+    queue position) for delivery to the strategy at ``deliver_ts``."""
+    slot = new_view(c, exch_ts, deliver_ts)
+    if slot < 0:
+        return
+    st = backtest_st(c)
+    log = backtest_log(c)
+    v = backtest_feed(c)[slot]
     for side in range(2):
         row = _own_best(c, side)
         oid = np.int64(0)

@@ -48,6 +48,7 @@ from kernels.itch import frame as itch_frame
 from kernels.itch import refs as itch_refs
 from kernels.itch import replay as itch_replay
 
+from ..buffers import byte_buffer
 from ..errors import InputError, file_error
 from .prices import PRICE_SCALE
 
@@ -111,29 +112,14 @@ assert set(FIELDS) == set(MESSAGE_NAMES)
 
 
 # ------------------------------------------------------------------------ reading
-def _as_buffer(data) -> np.ndarray:
-    """Bytes as a read-only 1-d uint8 ndarray (one array type for every kernel call)."""
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.uint8 or data.ndim != 1:
-            raise ValueError(f"data must be a 1-d uint8 array, got {data.dtype} {data.shape}")
-        view = data.view(np.ndarray)
-    else:
-        view = np.frombuffer(data, dtype=np.uint8)
-    if not view.flags.c_contiguous:
-        view = np.ascontiguousarray(view)
-    view = view.view()
-    view.flags.writeable = False
-    return view
-
-
 def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
     """The decompressed bytes of a file and the gzip problem, if any (None: clean)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic != b"\x1f\x8b":
         if path.stat().st_size == 0:
-            return _as_buffer(b""), None
-        return _as_buffer(np.memmap(path, dtype=np.uint8, mode="r")), None
+            return byte_buffer(b""), None
+        return byte_buffer(np.memmap(path, dtype=np.uint8, mode="r")), None
     out = bytearray()
     problem = None
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -157,7 +143,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
         except zlib.error:
             pass
         problem = f"gzip stream ends early (truncated file) after {len(out):,} bytes"
-    return _as_buffer(bytes(out) if not out else out), problem
+    return byte_buffer(bytes(out) if not out else out), problem
 
 
 def looks_like_itch(path) -> bool:
@@ -359,7 +345,7 @@ def _directory(buf: np.ndarray, offsets: np.ndarray) -> pl.DataFrame:
 def from_bytes(data, symbols: Sequence[str] | None = None, source: str = "<bytes>",
                gzip_problem: str | None = None, read_seconds: float = 0.0) -> ItchFeed:
     """The first pass over ITCH bytes already in memory (module doc)."""
-    buf = _as_buffer(data)
+    buf = byte_buffer(data)
     counts = np.zeros(itch_frame.N_SCAN_COUNTS, dtype=np.int64)
     per_locate = np.zeros(itch_frame.N_LOCATES, dtype=np.int64)
     ticks = np.full(itch_frame.N_LOCATES, TICK_CAP, dtype=np.int64)

@@ -24,6 +24,7 @@ from kernels.records import (
     BUY, EVENT, EXEC_REPORT, FIX_FIELD, FIX_MESSAGE, MAX_SCAN_BYTES, MD_ENTRY, MT_W, MT_X, SELL,
     SR_NONE,
 )
+from workbench.buffers import byte_buffer, read_only
 from workbench.data.prices import PRICE_SCALE, to_price
 from workbench.fix.dictionary import SESSION_REJECT_NAMES, load_dictionary
 
@@ -35,16 +36,8 @@ PARALLEL_MIN_BYTES = 1 << 16  # below this a parallel parse is not worth its thr
 
 def as_buffer(data) -> np.ndarray:
     """bytes-like, numpy uint8, ``str`` (FIX text) or ``Path`` (a file) -> a read-only,
-    C-contiguous uint8 array (no copy for bytes-like and contiguous arrays).
-
-    Always read-only: Numba compiles a kernel once per argument type, and a writable
-    array (a ``bytearray``, a file read into memory) is another type than a read-only one
-    (``bytes``). One kind of buffer compiles the scanner, the validator and the decoders
-    once each, not twice (about 40 s of a cold start)."""
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.uint8 or data.ndim != 1:
-            raise ValueError(f"data: need a 1-D uint8 array, got dtype={data.dtype} ndim={data.ndim}")
-        return read_only(np.ascontiguousarray(data))
+    C-contiguous uint8 array (``workbench.buffers``: one compiled type for every kernel;
+    no copy for bytes-like and contiguous arrays)."""
     if isinstance(data, os.PathLike):
         path = Path(data)
         if not path.is_file():
@@ -52,18 +45,9 @@ def as_buffer(data) -> np.ndarray:
         return read_only(np.fromfile(path, np.uint8))
     if isinstance(data, str):
         data = data.encode("latin-1")
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return read_only(np.frombuffer(data, np.uint8))
+    if isinstance(data, (np.ndarray, bytes, bytearray, memoryview)):
+        return byte_buffer(data)
     raise ValueError(f"data: expected bytes, str, a Path or a uint8 array, got {type(data).__name__}")
-
-
-def read_only(array: np.ndarray) -> np.ndarray:
-    """``array`` itself when it is read-only, else a read-only view of it (the caller's
-    array stays writable)."""
-    if array.flags.writeable:
-        array = array.view()
-        array.flags.writeable = False
-    return array
 
 
 def symbol_keys(symbols: Sequence[str]) -> np.ndarray:
