@@ -59,7 +59,7 @@ def price_units(price, scale, tick):
     return rounded
 
 
-@kernel
+@kernel(nogil=False)
 def add_priced(ctx_address, nf, ts, order_id, price, qty, book, side, order_type, tif, scale):
     """A limit order (``order_type`` must be LIMIT) at ``price`` (a float, in currency);
     its fills go to the context's fills buffer from ``nf`` on."""
@@ -79,7 +79,7 @@ def add_priced(ctx_address, nf, ts, order_id, price, qty, book, side, order_type
     return np.int64(status | (reason << 8) | ((end - nf) << 16)), filled, leaves
 
 
-@kernel
+@kernel(nogil=False)
 def cancel_one(ctx_address, order_id, qty, book):
     """Cancel ``qty`` of a resting order (0: all of it)."""
     ctx = carray(address_as_pointer(ctx_address), N_ENGINE_CONTEXT, np.int64)
@@ -93,7 +93,7 @@ def cancel_one(ctx_address, order_id, qty, book):
     return np.int64(status | (reason << 8) | (nf << 16)), filled, leaves
 
 
-@kernel
+@kernel(nogil=False)
 def modify_priced(ctx_address, nf, order_id, price, qty, book, scale):
     """A new ``price`` (a float, in currency) and, unless ``qty`` is 0, a new quantity;
     fills (a move that crosses trades) go to the context's fills buffer from ``nf`` on."""

@@ -213,7 +213,7 @@ INVALIDATED_AT_IMPORT: list[str] = invalidate_stale_caches()
 
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,
-           cache: bool = True, nrt: bool = True):
+           cache: bool = True, nrt: bool = True, nogil: bool = True):
     """Compile ``fn`` as a workbench kernel.
 
     Usable bare (``@kernel``) or with options (``@kernel(inline="always")``).
@@ -223,11 +223,14 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
     compiles without Numba's runtime: no reference counting of the arrays a kernel is
     given or passes on (an atomic update per array per call), and no allocation (it
     would not compile); for kernels that only work on arrays their caller owns for the
-    whole call (``kernels.book``).
+    whole call (``kernels.book``). ``nogil=False`` keeps the GIL for entries Python
+    calls once per order (``kernels.book_calls``): they return in a few hundred
+    nanoseconds, and releasing and retaking the GIL would add ~40 ns to each call while
+    no other thread could use so short a window.
     """
     options = dict(
         cache=cache,
-        nogil=True,
+        nogil=nogil,
         boundscheck=SAFE_MODE,
         error_model="numpy",
         inline=inline,

@@ -15,13 +15,18 @@ __all__ = ["byte_buffer", "read_only"]
 
 def byte_buffer(data) -> np.ndarray:
     """A 1-D uint8 numpy array (a memory map too) or a bytes-like object as a read-only,
-    C-contiguous uint8 ndarray: no copy unless the array is not contiguous."""
+    C-contiguous uint8 ndarray: no copy unless the array is not contiguous. Anything
+    else (a list, a str, a number) is a ``ValueError`` naming its type."""
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8 or data.ndim != 1:
             raise ValueError(f"data: need a 1-D uint8 array, got dtype={data.dtype} "
                              f"ndim={data.ndim}")
         return read_only(np.ascontiguousarray(data.view(np.ndarray)))
-    return read_only(np.frombuffer(data, np.uint8))
+    try:
+        return read_only(np.frombuffer(data, np.uint8))
+    except TypeError:
+        raise ValueError(f"data: expected bytes, a bytes-like object or a 1-D uint8 array, "
+                         f"got {type(data).__name__}") from None
 
 
 def read_only(array: np.ndarray) -> np.ndarray:
