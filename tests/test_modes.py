@@ -25,8 +25,8 @@ import workbench
 from kernels.book_state import EC_EVENTS
 from kernels.jit import SAFE_MODE
 from workbench import modes
-from workbench.book import Engine
-from workbench.enums import OrderType, Side, TimeInForce
+from workbench.book import Engine, OrderBook
+from workbench.enums import OrderStatus, OrderType, Side, TimeInForce
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +85,33 @@ def test_lab_engine_matches_like_safe_engine():
     with pytest.raises(ValueError, match="qty"):
         safe.submit("X", Side.BUY, 100.0, 5.0)
     assert lab.submit("X", Side.BUY, 100.0, 5.0).leaves == 5
+
+
+@pytest.mark.parametrize("method", ["submit", "add_order"])
+def test_order_book_methods_follow_the_mode(method):
+    """``OrderBook``'s submit is the per-order function itself (no wrapper frame): a
+    LabUnsafe book must still get its trusted entry, a ProductionSafe one the checks."""
+    safe, lab = OrderBook("X"), OrderBook("X", mode="lab")
+    with pytest.raises(ValueError, match="qty"):
+        getattr(safe, method)(Side.BUY, 100.0, 5.0)       # nothing applied
+    assert getattr(lab, method)(Side.BUY, 100.0, 5.0).leaves == 5   # taken as 5
+    rested = getattr(safe, method)(Side.SELL, 100.0, 2, order_id=77)
+    traded = getattr(lab, method)(Side.SELL, 100.0, 2, order_id=77)
+    assert (rested.filled, rested.leaves, traded.filled, traded.leaves) == (0, 2, 2, 0)
+    assert safe.cancel(77).status is OrderStatus.CANCELLED
+    assert lab.cancel(77).status is OrderStatus.REJECTED            # it traded away
+    assert safe.submit(Side.BUY, 99.0, 3, order_id=78).leaves == 3
+    assert safe.modify(78, qty=1).leaves == 1 and safe.get_bids(1) == [(99.0, 1, 1)]
+    # the book index is a keyword of the functions themselves: a wrong one (a float too,
+    # which the compiled entry's unboxing would truncate) is a ValueError, nothing applied
+    before = safe.state.counters.copy()
+    for call in (lambda: safe.submit(Side.BUY, 100.0, 1, book=3),
+                 lambda: safe.submit(Side.BUY, 100.0, 1, book=0.0),
+                 lambda: safe.cancel(78, book=1), lambda: safe.modify(78, 99.5, book=-1),
+                 lambda: safe.modify(78, 99.5, book=True)):
+        with pytest.raises(ValueError, match="book"):
+            call()
+    assert np.array_equal(safe.state.counters, before)
 
 
 def test_lab_path_takes_other_forms_through_the_checked_path():

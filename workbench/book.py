@@ -424,12 +424,15 @@ class _Books:
     def price_scale(self) -> int:
         return self._price_scale
 
-    def to_units(self, price: float, book: int = 0, field: str = "price") -> int:
-        """A price (a finite real number: int, float, numpy scalar, Decimal, Fraction) as
-        integer price units, checked against the book's tick and ``MAX_PRICE``."""
+    def _check_book(self, book) -> None:
         if type(book) is not int or not 0 <= book < len(self._symbols):
             raise ValueError(f"book={book!r} is not a book index of this engine "
                              f"(0..{len(self._symbols) - 1})")
+
+    def to_units(self, price: float, book: int = 0, field: str = "price") -> int:
+        """A price (a finite real number: int, float, numpy scalar, Decimal, Fraction) as
+        integer price units, checked against the book's tick and ``MAX_PRICE``."""
+        self._check_book(book)
         if (isinstance(price, (bool, np.bool_, Enum))
                 or not isinstance(price, (numbers.Real, Decimal))):
             raise ValueError(f"{field}={price!r} must be a finite number")
@@ -503,7 +506,8 @@ class _Books:
         event time in ns (default: the engine's event count)."""
         tp = type(price)
         if ((tp is float or tp is int) and type(side) is Side and type(qty) is int
-                and type(order_type) is OrderType and type(tif) is TimeInForce):
+                and type(order_type) is OrderType and type(tif) is TimeInForce
+                and type(book) is int):
             oid = order_id
             if oid is None:
                 oid = self._next_id
@@ -573,7 +577,8 @@ class _Books:
 
     def _cancel(self, order_id: int, qty: int | None = None, book: int = 0) -> OrderResult:
         """Cancel a resting order, or only ``qty`` of it (keeping its queue position)."""
-        if type(order_id) is int and (qty is None or type(qty) is int and qty > 0):
+        if (type(order_id) is int and (qty is None or type(qty) is int and qty > 0)
+                and type(book) is int):
             try:
                 code, filled, leaves = self._cancel_one(self._ctx, order_id, qty or 0, book)
             except OverflowError:
@@ -589,7 +594,7 @@ class _Books:
         priority; a new price or more quantity re-queues the order (and may match)."""
         tp = type(price)
         if ((tp is float or tp is int) and type(order_id) is int
-                and (qty is None or type(qty) is int and qty > 0)):
+                and (qty is None or type(qty) is int and qty > 0) and type(book) is int):
             try:
                 code, filled, leaves = self._modify_priced(
                     self._chunk_ctx, self._chunk_pos, order_id, price, qty or 0, book,
@@ -609,6 +614,7 @@ class _Books:
     def _submit_checked(self, book, side, price, qty, order_type, tif, order_id, ts) -> OrderResult:
         # Every check in Python, cheapest first (what ``_submit`` leaves to this path):
         # a value of an unexpected type goes to the precise (slower) check.
+        self._check_book(book)
         if type(side) is Side and type(order_type) is OrderType and type(tif) is TimeInForce:
             side_code, type_code, tif_code = side, order_type, tif  # IntEnums: the kernel's ints
         else:
@@ -658,6 +664,7 @@ class _Books:
                             type_code, tif_code, ts)
 
     def _cancel_checked(self, book, order_id, qty) -> OrderResult:
+        self._check_book(book)
         if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
             order_id = _order_id(order_id)
         if qty is None:
@@ -667,6 +674,7 @@ class _Books:
         return self._call(_EV_CANCEL, book, order_id, 0, 0, qty, 0, 0, 0)
 
     def _modify_checked(self, book, order_id, price, qty) -> OrderResult:
+        self._check_book(book)
         if type(order_id) is not int or not 0 < order_id <= _MAX_ID:
             order_id = _order_id(order_id)
         if price is None:
