@@ -213,7 +213,8 @@ INVALIDATED_AT_IMPORT: list[str] = invalidate_stale_caches()
 
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,
-           cache: bool = True, nrt: bool = True, nogil: bool = True):
+           cache: bool = True, nrt: bool = True, nogil: bool = True,
+           boundscheck: bool | None = None):
     """Compile ``fn`` as a workbench kernel.
 
     Usable bare (``@kernel``) or with options (``@kernel(inline="always")``).
@@ -226,12 +227,15 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
     whole call (``kernels.book``). ``nogil=False`` keeps the GIL for entries Python
     calls once per order (``kernels.book_calls``): they return in a few hundred
     nanoseconds, and releasing and retaking the GIL would add ~40 ns to each call while
-    no other thread could use so short a window.
+    no other thread could use so short a window. ``boundscheck=False`` compiles a helper
+    without bounds checks even in the checked build, for readers whose every caller has
+    proven the range first (``kernels.itch.fields``: the framing checks that a message's
+    bytes are all in the buffer before any field of it is read).
     """
     options = dict(
         cache=cache,
         nogil=nogil,
-        boundscheck=SAFE_MODE,
+        boundscheck=SAFE_MODE if boundscheck is None else boundscheck,
         error_model="numpy",
         inline=inline,
         fastmath=fastmath,

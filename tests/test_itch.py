@@ -540,6 +540,8 @@ def test_bad_frames_and_truncation_are_counted_not_fatal(sample, tmp_path):
 
 
 FUZZ = r'''
+import ctypes
+import mmap
 import sys
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -567,6 +569,26 @@ def seed_stream():
     return out[:n].tobytes()
 
 SEED = seed_stream()
+
+# The field readers (kernels.itch.fields) are compiled without bounds checks, trusting the
+# framing: every walk also runs on a copy of the bytes that ends at (and one that starts
+# at) a page no one may read, so a read past either end kills this process.
+PAGE = mmap.PAGESIZE
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+MAPS = []
+
+def guarded(data, at_end):
+    pages = (len(data) + PAGE - 1) // PAGE + 2
+    mm = mmap.mmap(-1, pages * PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+    for page in (0, pages - 1):
+        assert libc.mprotect(base + page * PAGE, PAGE, 0) == 0, ctypes.get_errno()
+    start = (pages - 1) * PAGE - len(data) if at_end else PAGE
+    out = np.frombuffer(mm, np.uint8, count=len(data), offset=start)
+    out[:] = np.frombuffer(data, np.uint8)
+    MAPS.append(mm)
+    return out
 edit = st.tuples(st.integers(0, 400), st.sampled_from(["flip", "insert", "delete", "cut"]),
                  st.integers(0, 255))
 
@@ -602,14 +624,21 @@ def fuzz(data):
     out = np.zeros(int((2 + frame.MSG_LENGTH[records["msg_type"]]).sum()), dtype=np.uint8)
     n, k = encode.encode_messages(records, out)
     assert k == len(records) and n == len(out)
+    if data:
+        for at_end in (True, False):
+            fenced = itch.load(itch.from_bytes(guarded(data, at_end)))
+            assert np.array_equal(fenced.counts, feed.counts)
+            assert np.array_equal(fenced.events, feed.events)
+            assert np.array_equal(itch.message_records(fenced), records)
 
 fuzz()
 print("fuzz ok")
 '''
 
 
-def test_fuzz_the_parser_with_bounds_checking():
-    # the checked build (the default; kernels.jit caches it apart from the unchecked one)
+def test_fuzz_the_parser_with_bounds_checking_and_guard_pages():
+    # the checked build (the default; kernels.jit caches it apart from the unchecked one);
+    # the field readers, unchecked in every build, meet a guard page at either end
     env = {**os.environ, "WORKBENCH_SAFE": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", FUZZ, "200"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
