@@ -515,6 +515,44 @@ def test_the_reference_table_behaves_like_a_dict():
     assert int(table["used"].sum()) == len(model)
 
 
+def _displacements(table):
+    """How far each entry sits from its home slot (the probes a lookup of it takes - 1)."""
+    mask = len(table) - 1
+    used = np.flatnonzero(table["used"])
+    shift = itch_refs.hash_shift(table)
+    homes = np.array([itch_refs.home(int(k), shift) for k in table["key"][used]])
+    return (used - homes) & mask
+
+
+def test_the_reference_hash_spreads_a_days_references():
+    """References are 1, 2, 3 ... in stream order; orders die at random while some live all
+    day. Fibonacci hashing's top bits spread them at least as well as a random hash would
+    (mean displacement 0.5 at half load); the middle bits an earlier version took left
+    a mean of ~1-1.7 here and far longer runs on a full day's table."""
+    for bits in range(4, 25):   # np.zeros maps pages lazily: nothing is touched
+        assert itch_refs.hash_shift(np.zeros(1 << bits, dtype=R.ITCH_REF)) == 64 - bits
+    rng = np.random.default_rng(5)
+    size = 1 << 16
+    table = itch_refs.new_table(size // 2 - 1)
+    assert len(table) == size
+    live = []
+    for ref in range(1, 6 * size):
+        if len(live) >= size // 2 - 1:
+            i = int(rng.integers(len(live) // 4, len(live)))  # the oldest quarter survives
+            key, live[i] = live[i], live[-1]
+            live.pop()
+            itch_refs.delete(table, itch_refs.find(table, key, 0))
+        itch_refs.insert(table, ref, 0, 0, 1, 1, 0)
+        live.append(ref)
+    d = _displacements(table)
+    assert len(d) == len(live) and d.mean() < 0.5 and d.max() <= 8, (d.mean(), d.max())
+    assert all(itch_refs.find(table, k, 0) >= 0 for k in live[::97])
+    sequential = itch_refs.new_table(size // 2 - 1)
+    for ref in range(1, size // 2):
+        itch_refs.insert(sequential, ref, 0, 0, 1, 1, 0)
+    assert _displacements(sequential).mean() < 0.5
+
+
 # ------------------------------------------------------------------------ bad input
 def test_bad_frames_and_truncation_are_counted_not_fatal(sample, tmp_path):
     raw = gzip.decompress(sample.read_bytes())

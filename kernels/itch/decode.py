@@ -168,7 +168,7 @@ def decode_events(buf, start, end, locate_book, table, counters, events):
     pos = max(start, 0)
     cap = len(events)
     limit = len(table) // 2
-    mask = len(table) - 1
+    shift = refs.hash_shift(table)
     n = 0
     ahead = pos   # the frame whose table slot is prefetched next
     n_ahead = 0   # frames between pos and ahead
@@ -182,7 +182,7 @@ def decode_events(buf, start, end, locate_book, table, counters, events):
                 t2 = buf[ahead + 2]
                 if (t2 == _A or t2 == _F or t2 == _E or t2 == _C or t2 == _X or t2 == _D
                         or t2 == _U):
-                    prefetch(table, refs.home(u64(buf, ahead + 13), mask))
+                    prefetch(table, refs.home(u64(buf, ahead + 13), shift))
             ahead = nxt2
             n_ahead += 1
         status, nxt = frame_at(buf, pos, end)
