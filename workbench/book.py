@@ -507,29 +507,17 @@ class _Books:
         tp = type(price)
         if ((tp is float or tp is int) and type(side) is Side and type(qty) is int
                 and type(order_type) is OrderType and type(tif) is TimeInForce
-                and type(book) is int):
-            oid = order_id
-            if oid is None:
-                oid = self._next_id
-                if oid >= AUTO_ID_END:   # exhausted: the checked path says so
-                    return self._submit_checked(book, side, price, qty, order_type, tif,
-                                                order_id, ts)
-            elif type(oid) is not int:
-                return self._submit_checked(book, side, price, qty, order_type, tif,
-                                            order_id, ts)
-            if ts is None:
-                t = 0
-            elif type(ts) is int:
-                t = ts
-            else:
-                return self._submit_checked(book, side, price, qty, order_type, tif,
-                                            order_id, ts)
-            try:
-                code, filled, leaves = self._add_priced(
-                    self._chunk_ctx, self._chunk_pos, t, oid, price, qty, book, side,
-                    order_type, tif, self._price_scale)
-            except OverflowError:                # an int beyond int64
-                code = _CHECK
+                and type(book) is int and (order_id is None or type(order_id) is int)
+                and (ts is None or type(ts) is int)):
+            oid = self._next_id if order_id is None else order_id
+            code = _CHECK                        # automatic ids exhausted: the checked path says so
+            if order_id is not None or oid < AUTO_ID_END:
+                try:
+                    code, filled, leaves = self._add_priced(
+                        self._chunk_ctx, self._chunk_pos, ts or 0, oid, price, qty, book, side,
+                        order_type, tif, self._price_scale)
+                except OverflowError:            # an int beyond int64
+                    code = _CHECK
             if code >= 0:
                 if self._next_id <= oid < AUTO_ID_END:
                     self._next_id = oid + 1      # automatic ids never collide with given ones

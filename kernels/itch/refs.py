@@ -32,6 +32,7 @@ probe ends), and inserts only keys :func:`find` did not find.
 from __future__ import annotations
 
 import numpy as np
+from numba.cpython.unsafe.numbers import leading_zeros
 
 from kernels.jit import kernel
 from kernels.pointers import borrow
@@ -61,14 +62,8 @@ def grow(table: np.ndarray) -> np.ndarray:
 @kernel
 def hash_shift(table):
     """``64 - log2(len(table))``: the shift of :func:`home` for ``table`` (a power of two
-    of at least ``MIN_SIZE`` slots)."""
-    m = np.uint64(len(table) - 1)
-    # the bits set in the mask (a SWAR population count; LLVM emits popcnt where it can)
-    m = m - ((m >> np.uint64(1)) & np.uint64(0x5555555555555555))
-    m = (m & np.uint64(0x3333333333333333)) + ((m >> np.uint64(2)) & np.uint64(0x3333333333333333))
-    m = (m + (m >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-    bits = (m * np.uint64(0x0101010101010101)) >> np.uint64(56)
-    return np.int64(64) - np.int64(bits)
+    of at least ``MIN_SIZE`` slots), i.e. the leading zeros of its index mask."""
+    return np.int64(leading_zeros(np.uint64(len(table) - 1)))
 
 
 @kernel
