@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import aligned
 from .bitmap import MAX_BITS, MIN_BITS, bitmap_layout
 from .order_index import EMPTY_KEY, index_shift, index_size
 from .records import BOOK, FILL, LEVEL, N_REJECT_REASONS, ORDER
@@ -105,22 +106,25 @@ def allocate_state(n_books: int, capacity: int, price_levels: int, ticks,
     n_ovf = int(capacity if overflow is None else overflow)
     assert n_ovf >= 1
     assert n_books * 2 * W + n_ovf < 2**31, "level handles must fit an int32"
-    pool = np.zeros(capacity, dtype=ORDER)
+    # every large array starts on a cache line (kernels.aligned: an ORDER would else span two)
+    pool = aligned.zeros(capacity, ORDER)
     pool["next"] = np.arange(1, capacity + 1, dtype=np.int32)
     pool["next"][-1] = -1
     pool["prev"] = -1
-    levels = np.zeros(n_books * 2 * W + n_ovf, dtype=LEVEL)
+    levels = aligned.zeros(n_books * 2 * W + n_ovf, LEVEL)
     levels["head"] = -1
     levels["tail"] = -1
-    bits = np.zeros(n_books * 2 * block, dtype=np.uint64)
-    books = np.zeros(n_books, dtype=BOOK)
+    bits = aligned.zeros(n_books * 2 * block, np.uint64)
+    books = aligned.zeros(n_books, BOOK)
     books["tick"] = np.asarray(ticks, dtype=np.int64)
     books["best"] = -1
     books["ovf_head"] = -1
     books["ovf_tail"] = -1
     size = index_size(capacity)
-    index_keys = np.full(size, EMPTY_KEY, dtype=np.int64)
-    index_slots = np.full(size, -1, dtype=np.int32)
+    index_keys = aligned.zeros(size, np.int64)
+    index_keys[:] = EMPTY_KEY
+    index_slots = aligned.zeros(size, np.int32)
+    index_slots[:] = -1
     counters = np.zeros(N_ENGINE_COUNTERS, dtype=np.int64)
     counters[EC_FREE_HEAD] = 0
     counters[EC_HASH_SHIFT] = index_shift(size)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
+from kernels import aligned
 from kernels.jit import kernel
 from kernels.pointers import borrow
 from kernels.records import ITCH_REF
@@ -49,7 +50,7 @@ def new_table(live: int) -> np.ndarray:
     size = MIN_SIZE
     while size < 2 * max(int(live), 1):
         size *= 2
-    return np.zeros(size, dtype=ITCH_REF)
+    return aligned.zeros(size, ITCH_REF)   # a 32-byte entry never spans two cache lines
 
 
 def grow(table: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from kernels import aligned
 from kernels import book as kbook
 from kernels import book_state
 from kernels import journal as kj
@@ -109,14 +110,6 @@ def journal_options(durability, snapshot_every, options) -> dict:
     return out
 
 
-def _aligned(n: int, dtype) -> np.ndarray:
-    """``n`` zeroed items of ``dtype`` starting on a 64-byte boundary (cache lines)."""
-    dtype = np.dtype(dtype)
-    raw = np.zeros(n * dtype.itemsize + 64, dtype=np.uint8)
-    skip = -raw.ctypes.data % 64
-    return raw[skip:skip + n * dtype.itemsize].view(dtype)
-
-
 def _entry_point(dispatcher, args):
     """The compiled function behind a kernel for these argument types (skips Numba's
     dispatcher; what ``workbench.book`` does for ``apply_one``)."""
@@ -158,8 +151,8 @@ class Journal:
         self.record_fills = bool(engine._record_fills)
 
         cap = settings["ring_records"]
-        self._j = _aligned(kj.N_JCTX, np.int64)
-        self._slots = _aligned(cap, R.JOURNAL_RECORD)
+        self._j = aligned.zeros(kj.N_JCTX, np.int64)
+        self._slots = aligned.zeros(cap, R.JOURNAL_RECORD)
         j = self._j
         j[kj.J_MAGIC] = kj.JOURNAL_MAGIC
         j[kj.J_POLICY] = self._policy
