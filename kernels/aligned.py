@@ -4,9 +4,9 @@ numpy hands out large arrays from ``mmap`` a few bytes past a page start (16 on 
 so a record array's items straddle cache lines: a 64-byte ``ORDER`` spans two lines at
 every index, and every other 32-byte ``LEVEL`` or ``ITCH_REF`` does. A lookup that
 should touch one line then touches two, and a prefetch of an item's first line leaves
-its second one to miss. Measured on the full synthetic ITCH day, same session: the
-decoder's reference table aligned to 64 bytes took the parse from 8.4M to 10.2M
-messages/s.
+its second one to miss. Measured on the full synthetic ITCH day, same session, two runs
+each: the decoder's reference table aligned to 64 bytes took the parse from 6.7-7.0M to
+8.8-9.4M messages/s.
 
 :func:`zeros` is ``np.zeros`` for one-dimensional arrays, starting on a ``LINE``-byte
 boundary: a view into a slightly larger buffer (the view keeps it alive).
