@@ -6,7 +6,9 @@ every index, and every other 32-byte ``LEVEL`` or ``ITCH_REF`` does. A lookup th
 should touch one line then touches two, and a prefetch of an item's first line leaves
 its second one to miss. Measured on the full synthetic ITCH day, same session, two runs
 each: the decoder's reference table aligned to 64 bytes took the parse from 6.7-7.0M to
-8.8-9.4M messages/s.
+8.8-9.4M messages/s. The book's batch path, same process, aligned and unaligned copies of
+one state alternating (18 pairs): flow A (148k resting orders) 14 % faster, flow B (a
+thousand, all in the caches) unchanged.
 
 :func:`zeros` is ``np.zeros`` for one-dimensional arrays, starting on a ``LINE``-byte
 boundary: a view into a slightly larger buffer (the view keeps it alive).
