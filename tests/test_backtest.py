@@ -487,3 +487,45 @@ def test_binance_l2_queue_models():
     queued = {k: (r.stats["maker_fills"] - r.stats["trade_through_fills"]) for k, r in results.items()}
     assert queued["ahead"] >= queued["risk_averse"]
     assert results["log"].config["queue_model"] == "log"
+
+
+def _prob_reference(model, front, back, n=2.0):
+    """hftbacktest's three probability queue models, in plain Python."""
+    import math
+
+    if model == "power":
+        fb, ff = back ** n, front ** n
+    elif model == "log":
+        fb, ff = math.log1p(max(back, 0.0)), math.log1p(max(front, 0.0))
+    else:
+        return 1.0
+    return fb / (fb + ff) if fb + ff > 0 else 1.0
+
+
+@pytest.mark.parametrize("model,kw", [("risk_averse", {}), ("power", {}), ("power", {"n": 3.5}),
+                                      ("log", {})])
+def test_the_bundled_queue_kernel_is_each_named_model(model, kw):
+    """Every bundled queue model runs through one kernel (one compiled loop per strategy):
+    its parameters pick the model, which must answer as hftbacktest's formula does."""
+    from kernels.backtest import queue_models
+
+    bt = Backtest("synthetic").queue_model(model, **kw)
+    assert bt._queue_fn is queue_models.bundled_prob
+    rng = np.random.default_rng(7)
+    for front, back in [(0.0, 0.0), (0.0, 5.0), (5.0, 0.0), *rng.uniform(0, 1e4, (200, 2))]:
+        got = queue_models.bundled_prob(float(front), float(back), bt._queue_params)
+        assert got == pytest.approx(_prob_reference(model, front, back, kw.get("n", 2.0)),
+                                    rel=1e-12), (front, back)
+
+
+def test_switching_bundled_models_keeps_one_compiled_loop():
+    """Constant latencies and samples share the bundled latency kernel, and the three
+    queue models share one kernel: the builder asks the loop cache for the same loop."""
+    from kernels.backtest import latency_models
+
+    samples = {"feed": [1_000, 2_000], "entry": [3_000], "response": [500]}
+    models = {Backtest("synthetic").latency(50, 100, 50)._lat_model,
+              Backtest("synthetic").latency(samples_ns=samples)._lat_model}
+    assert models == {latency_models.sampled_latency}
+    queues = {Backtest("synthetic").queue_model(m)._queue_fn for m in ("risk_averse", "power", "log")}
+    assert len(queues) == 1

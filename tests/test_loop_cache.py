@@ -88,7 +88,7 @@ with warnings.catch_warnings(record=True) as caught:
     bt = backtest()
     event.register("numba:compile", Listener())
     out["cached"] = results(bt.run(progress=False))
-    loop = loopcache.cached_loop("l3", join_touch, latency_models.constant_latency)
+    loop = loopcache.cached_loop("l3", join_touch, bt._lat_model)   # the loop the run used
     out["hits"] = sum(loop.stats.cache_hits.values())
     out["misses"] = sum(loop.stats.cache_misses.values())
     out["loop_compiles"] = [c for c in compiled

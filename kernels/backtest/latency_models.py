@@ -13,7 +13,9 @@ columns); ``rng`` a 1-element int64 array holding a splitmix64 state (use
 :func:`next_random` so reruns are bit-identical).
 
 Bundled: :func:`constant_latency` and :func:`sampled_latency` (uniform draws from the
-measured row of ``table``, falling back to the constant when the row is empty).
+measured row of ``table``, falling back to the constant when the row is empty). The
+backtester passes :func:`sampled_latency` for constants too (an empty table), so one
+compiled loop per strategy (``workbench.backtest.loopcache``) serves both.
 """
 from __future__ import annotations
 

@@ -23,13 +23,23 @@ A queue model is any kernel or user ``@numba.njit`` function::
 Bundled: :func:`risk_averse` (p = 1: cancels always come from behind, so only trades
 advance the order, hftbacktest's ``RiskAdverseQueueModel``), :func:`power_prob`
 (``f(x) = x ** params[0]``, p = f(back) / (f(back) + f(front))) and :func:`log_prob`
-(``f(x) = log(1 + x)``, same ratio).
+(``f(x) = log(1 + x)``, same ratio). :func:`bundled_prob` is the three in one kernel, the
+model chosen by ``params[0]`` (``QM_*``): the backtester passes it for every bundled model,
+so the loop compiled for a strategy (one per strategy, latency model and queue *function*,
+``workbench.backtest.loopcache``) serves all three, and switching model recompiles
+nothing.
 """
 from __future__ import annotations
 
 import math
 
 from ..jit import kernel
+
+# bundled_prob's models: params[0]
+QM_RISK_AVERSE = 0
+QM_POWER = 1       # params[1]: the exponent n
+QM_LOG = 2
+QUEUE_MODEL_CODES = {"risk_averse": QM_RISK_AVERSE, "power": QM_POWER, "log": QM_LOG}
 
 
 @kernel
@@ -65,3 +75,15 @@ def depth_update(front, traded, prev_qty, new_qty, p):
         p = 1.0
     est = front - (1.0 - p) * chg + min(back - p * chg, 0.0)
     return min(est, float(new_qty))
+
+
+@kernel
+def bundled_prob(front, back, params):
+    """:func:`risk_averse`, :func:`power_prob` (``n = params[1]``) or :func:`log_prob`, as
+    ``params[0]`` says (``QM_*``; anything else is risk averse)."""
+    model = params[0] if len(params) > 0 else QM_RISK_AVERSE
+    if model == QM_POWER:
+        return power_prob(front, back, params[1:])
+    if model == QM_LOG:
+        return log_prob(front, back, params)
+    return risk_averse(front, back, params)

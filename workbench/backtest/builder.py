@@ -65,7 +65,9 @@ class Backtest:
         self._spec.vector(self._params)
         self._lat = np.zeros(3, dtype=np.float64)
         self._lat_table = np.zeros((3, 0), dtype=np.int64)
-        self._lat_model = latency_models.constant_latency
+        # the bundled model for constants and samples alike (with no samples it is the
+        # constant): one compiled loop serves both
+        self._lat_model = latency_models.sampled_latency
         self._fees = np.zeros(2, dtype=np.float64)
         self._risk_limits: dict[str, float] = {}
         self._timer_ns = 0                              # .timer()
@@ -107,7 +109,7 @@ class Backtest:
         self._lat = np.array([_non_negative("feed_us", feed_us) * 1e3,
                               _non_negative("entry_us", entry_us) * 1e3,
                               _non_negative("response_us", response_us) * 1e3])
-        self._lat_model = latency_models.constant_latency
+        self._lat_model = latency_models.sampled_latency   # no samples: the constants
         self._lat_table = np.zeros((3, 0), dtype=np.int64)
         if samples_ns is not None:
             unknown = set(samples_ns) - {"feed", "entry", "response"}
@@ -144,17 +146,18 @@ class Backtest:
         ``prob_behind(front, back, params)`` with ``params`` given as keywords (in order)."""
         from kernels.backtest import queue_models
 
-        bundled = {"risk_averse": (queue_models.risk_averse, ()), "power": (queue_models.power_prob, ("n",)),
-                   "log": (queue_models.log_prob, ())}
+        names = {"risk_averse": (), "power": ("n",), "log": ()}
         if isinstance(model, str):
-            if model not in bundled:
-                raise ValueError(f"queue model {model!r} is not one of {sorted(bundled)} "
+            if model not in names:
+                raise ValueError(f"queue model {model!r} is not one of {sorted(names)} "
                                  "(or pass an @numba.njit function)")
-            fn, names = bundled[model]
-            unknown = set(params) - set(names)
+            unknown = set(params) - set(names[model])
             if unknown:
-                raise ValueError(f"queue model {model!r} takes {list(names)}, not {sorted(unknown)}")
-            values = [float(params.get("n", 2.0))] if names else []
+                raise ValueError(f"queue model {model!r} takes {list(names[model])}, "
+                                 f"not {sorted(unknown)}")
+            # one kernel for the three (queue_models.bundled_prob): one compiled loop
+            fn = queue_models.bundled_prob
+            values = [float(queue_models.QUEUE_MODEL_CODES[model]), float(params.get("n", 2.0))]
         else:
             if not hasattr(model, "py_func"):
                 raise ValueError("a user queue model must be an @numba.njit function")
