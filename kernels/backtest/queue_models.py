@@ -39,7 +39,8 @@ from ..jit import kernel
 QM_RISK_AVERSE = 0
 QM_POWER = 1       # params[1]: the exponent n
 QM_LOG = 2
-QUEUE_MODEL_CODES = {"risk_averse": QM_RISK_AVERSE, "power": QM_POWER, "log": QM_LOG}
+# the registry of the bundled models: name -> (code, the keyword parameters it takes)
+BUNDLED = {"risk_averse": (QM_RISK_AVERSE, ()), "power": (QM_POWER, ("n",)), "log": (QM_LOG, ())}
 
 
 @kernel

@@ -146,18 +146,18 @@ class Backtest:
         ``prob_behind(front, back, params)`` with ``params`` given as keywords (in order)."""
         from kernels.backtest import queue_models
 
-        names = {"risk_averse": (), "power": ("n",), "log": ()}
+        bundled = queue_models.BUNDLED
         if isinstance(model, str):
-            if model not in names:
-                raise ValueError(f"queue model {model!r} is not one of {sorted(names)} "
+            if model not in bundled:
+                raise ValueError(f"queue model {model!r} is not one of {sorted(bundled)} "
                                  "(or pass an @numba.njit function)")
-            unknown = set(params) - set(names[model])
+            code, names = bundled[model]
+            unknown = set(params) - set(names)
             if unknown:
-                raise ValueError(f"queue model {model!r} takes {list(names[model])}, "
-                                 f"not {sorted(unknown)}")
+                raise ValueError(f"queue model {model!r} takes {list(names)}, not {sorted(unknown)}")
             # one kernel for the three (queue_models.bundled_prob): one compiled loop
             fn = queue_models.bundled_prob
-            values = [float(queue_models.QUEUE_MODEL_CODES[model]), float(params.get("n", 2.0))]
+            values = [float(code), float(params.get("n", 2.0))]
         else:
             if not hasattr(model, "py_func"):
                 raise ValueError("a user queue model must be an @numba.njit function")
