@@ -336,9 +336,11 @@ def _binance_capture(path: Path) -> Path:
 
 def _backtest(work: Path) -> None:
     """``workbench.backtest``: every bundled strategy on the L3 loop (a short simulated
-    session), risk limits, sampled latencies, a sweep, and the L2 loop (a Binance capture)
-    with each bundled queue model. The loops are cached per (strategy, latency model,
-    queue model) (``workbench.backtest.loopcache``), so each pair the lessons use is run."""
+    session), risk limits, a sweep, and the L2 loop (a Binance capture). The loops are
+    cached per (strategy, latency model, queue model) (``workbench.backtest.loopcache``);
+    the bundled latencies (constant or sampled) share one latency kernel and the bundled
+    queue models one queue kernel, so one run per strategy and loop compiles what every
+    lesson's variant uses."""
     from kernels.strategies import STRATEGIES
 
     from .backtest import Backtest, sweep
@@ -353,15 +355,10 @@ def _backtest(work: Path) -> None:
     (Backtest(events).strategy("mm_skew").latency(50, 100, 50)
      .risk(max_position=500, max_order_qty=500, price_band_bps=100, max_orders_per_window=5,
            rate_window_s=1).run(progress=False))
-    rng = np.random.default_rng(1)
-    samples = {k: rng.lognormal(np.log(40_000), 0.5, 100).astype(np.int64)
-               for k in ("feed", "entry", "response")}
-    Backtest(events).strategy("mm_skew").latency(samples_ns=samples).run(progress=False)
     sweep(Backtest(events).strategy("mm_skew"), {"half_spread_ticks": [1, 2]}, progress=False)
     capture = _binance_capture(work / "warm_binance_l2.gz")
-    for model, kw in (("risk_averse", {}), ("power", {"n": 2}), ("log", {})):
-        (Backtest(str(capture)).strategy("mm_skew", qty=100_000, max_position=1_000_000)
-         .latency(50, 100, 50).queue_model(model, **kw).run(progress=False))
+    (Backtest(str(capture)).strategy("mm_skew", qty=100_000, max_position=1_000_000)
+     .latency(50, 100, 50).queue_model("log").run(progress=False))
 
 
 def _live(work: Path) -> None:
