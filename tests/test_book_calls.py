@@ -19,6 +19,7 @@ import pytest
 from kernels import book_calls as kcalls
 from kernels.book_state import EC_OUTPUT_FULL
 from kernels import records as R
+from workbench import fastcall
 from workbench.book import Engine, OrderBook
 from workbench.enums import OrderStatus, OrderType, Side, TimeInForce
 
@@ -129,6 +130,7 @@ def test_priced_entries_give_the_checked_paths_answers(mode):
         fast = OrderBook("F", tick_size=0.01, mode=mode)
         checked = OrderBook("F", tick_size=0.01, mode=mode)
         checked._route_through_apply_one()
+        fast._ctl[fastcall.CTL_ON] = 0   # the Python entries (tests/test_fastcall: native)
         applied = _count_applied(fast)
         assert _run(fast, ops) == _run(checked, ops)
         assert applied["add_priced"] > 100 and applied["cancel_one"] > 40

@@ -58,6 +58,7 @@ from kernels import book_state
 from kernels.state_views import engine_context
 from kernels import records as R
 
+from . import fastcall
 from .data.prices import PRICE_SCALE
 from .enums import EventKind, OrderStatus, OrderType, RejectReason, Side, TimeInForce
 
@@ -161,10 +162,15 @@ def _entry_point(dispatcher, warm: tuple):
         except (KeyError, AttributeError):
             entry = dispatcher
         _ENTRY_POINTS[dispatcher] = entry
+        which = _NATIVE_KERNELS.get(dispatcher)
+        if which is not None:   # the native entries call it from now on
+            fastcall.record_kernel(dispatcher, which, warm)
     return entry
 
 
 _ENTRY_POINTS: dict = {}   # dispatcher -> its compiled entry point (one signature each)
+_NATIVE_KERNELS = {kcalls.add_priced: fastcall.K_ADD, kcalls.cancel_one: fastcall.K_CANCEL,
+                   kcalls.modify_priced: fastcall.K_MODIFY}
 
 
 def _refer_to_checked_path(*args):
@@ -278,6 +284,10 @@ class _Books:
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"symbols={symbols!r} contains duplicates")
         self._price_scale = _positive_int(price_scale, "price_scale", _MAX_PRICE)
+        # what the native per-order entries read and write (workbench.fastcall); an
+        # OrderBook's _next_id, _ctx, _chunk_ctx and _chunk_pos are views of it
+        self._ctl = fastcall.new_ctl()
+        self._ctl[fastcall.CTL_SCALE] = self._price_scale
         capacity = _positive_int(capacity, "capacity")
         if capacity > R.MAX_CAPACITY:
             raise ValueError(f"capacity={capacity} exceeds the pool's int32 slots "
@@ -304,6 +314,7 @@ class _Books:
         self.state.counters[book_state.EC_ANON_FALLBACK] = 1 if anonymous_fallback else 0
         self.state.books["collar_bps"] = _collar_bps(price_collar)
         self._record_fills = bool(record_fills)
+        self._ctl[fastcall.CTL_RECORD] = self._record_fills
         self._fill_log: list[np.ndarray] = []
         self._next_id = 1  # the next automatic order id (below AUTO_ID_END)
         self._set_scratch(4096)
@@ -387,6 +398,7 @@ class _Books:
         self._chunk_ctx_array = engine_context(book_state.EngineState(self.state, self._chunk))
         self._chunk_ctx = int(self._chunk_ctx_array.ctypes.data)
         self._chunk_pos = 0
+        self._ctl[fastcall.CTL_CHUNK_OBJ] = id(self._chunk)   # kept alive by self._chunk
 
     def _next_chunk(self, book: int) -> None:
         """After ``R_OUTPUT_FULL`` from a priced entry (nothing applied): a new chunk of the
@@ -413,6 +425,7 @@ class _Books:
         closed mmap book replaces it): the priced entries answer CHECK, so ``submit``,
         ``cancel`` and ``modify`` take their checked path, which calls the hook."""
         self._add_priced = self._cancel_one = self._modify_priced = _refer_to_checked_path
+        self._ctl[fastcall.CTL_ON] = 0   # and the native entries hand every call to Python
 
     def _grow_scratch(self, book: int) -> None:
         """A scratch buffer large enough for the worst case of one event in ``book``."""
@@ -496,6 +509,9 @@ class _Books:
     # ``ValueError`` naming the field. The book index comes last, defaulting to 0, so that
     # ``OrderBook``'s ``submit``, ``cancel`` and ``modify`` *are* these functions: a call
     # pays no Python frame of its own besides this one (~100 ns of a ~1.5 us call).
+    # Since then an ``OrderBook`` of the default mode gets native builtins in their place
+    # (``workbench.fastcall``): they do the typed case with no Python frame at all and
+    # hand every other call to these methods, unchanged.
     def _submit(self, side, price: float | None, qty: int, order_type=OrderType.LIMIT,
                 tif=TimeInForce.GTC, order_id: int | None = None, ts: int | None = None,
                 book: int = 0) -> OrderResult:
@@ -1006,6 +1022,42 @@ class OrderBook(_Books):
                          snapshot_every, journal_options, mode)
         if not self.mode.validation:
             self.submit = self.add_order = self._submit   # _submit_trusted (LabUnsafe)
+        elif self._journal is None and type(self) is OrderBook:
+            fastcall.install(self)   # native submit, cancel and modify when this process can
+
+    # views of the ctl array (workbench.fastcall), which the native entries share
+    def _ctl_field(index: int):
+        return property(lambda self: int(self._ctl[index]),
+                        lambda self, value: self._ctl.__setitem__(index, value))
+
+    _next_id = _ctl_field(fastcall.CTL_NEXT_ID)
+    _ctx = _ctl_field(fastcall.CTL_CTX)
+    _chunk_ctx = _ctl_field(fastcall.CTL_CHUNK_CTX)
+    _chunk_pos = _ctl_field(fastcall.CTL_CHUNK_POS)
+    del _ctl_field
+
+    @property
+    def _fill_log(self) -> list:
+        return self._fill_list
+
+    @_fill_log.setter
+    def _fill_log(self, value) -> None:   # one list for the book's life: the native entries hold it
+        if "_fill_list" in self.__dict__:
+            self._fill_list[:] = value
+        else:
+            self._fill_list = list(value)
+
+    def _native_done(self, oid, code, filled, leaves):
+        """What a native entry leaves to Python after the kernel applied a request: the
+        result with its fills, or (a full fills chunk, nothing applied) a new chunk and
+        None, after which the entry calls the kernel again."""
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        if code >> 16:
+            return self._fills_from_chunk(oid, code, filled, leaves)
+        self._next_chunk(0)
+        return None
 
     @property
     def symbol(self) -> str:
