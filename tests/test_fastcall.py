@@ -288,6 +288,21 @@ def test_a_switched_off_book_hands_every_call_to_python():
     assert handed == Counter({"submit": 1, "cancel": 1})
 
 
-@pytest.mark.parametrize("mode", ["lab"])
-def test_other_modes_keep_their_methods(mode):
-    assert type(OrderBook("L", mode=mode).submit).__name__ == "method"
+def test_a_lab_book_hands_odd_calls_to_its_trusted_method():
+    book = OrderBook("L", mode="lab")
+    assert type(book.submit).__name__ == "builtin_function_or_method"
+    assert book.submit.__self__[0] == book._submit_trusted
+    assert book.submit(Side.BUY, 99.0, 5).status == OrderStatus.NEW
+    assert book.submit("sell", 99.0, 2).filled == 2          # handed over, and answered
+    with pytest.raises(ValueError, match="qty"):
+        book.submit(Side.BUY, 99.0, 0)
+
+
+def test_a_subclass_or_a_journaled_book_keeps_the_python_methods(tmp_path):
+    class Mine(OrderBook):
+        pass
+
+    assert type(Mine("S").submit).__name__ == "method"
+    journaled = OrderBook("J", journal=tmp_path / "j", durability="none")
+    assert type(journaled.submit).__name__ == "method"
+    journaled.close()

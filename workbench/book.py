@@ -1020,10 +1020,11 @@ class OrderBook(_Books):
         super().__init__([symbol], tick_size, price_scale, capacity, price_levels,
                          anonymous_fallback, record_fills, price_collar, journal, durability,
                          snapshot_every, journal_options, mode)
-        if not self.mode.validation:
-            self.submit = self.add_order = self._submit   # _submit_trusted (LabUnsafe)
-        elif self._journal is None and type(self) is OrderBook:
-            fastcall.install(self)   # native submit, cancel and modify when this process can
+        # native submit, cancel and modify when this process can (workbench.fastcall); they
+        # hand what they do not take to the Python methods (LabUnsafe: _submit_trusted)
+        if not (self._journal is None and type(self) is OrderBook and fastcall.install(self)):
+            if not self.mode.validation:
+                self.submit = self.add_order = self._submit   # _submit_trusted (LabUnsafe)
 
     # views of the ctl array (workbench.fastcall), which the native entries share
     def _ctl_field(index: int):
