@@ -10,9 +10,10 @@ Structures and why
   order) with an intrusive **free list** threaded through ``ORDER.next``: taking or
   returning a slot is two stores, and an order's fields share one cache line.
 * **Order-id index** (``kernels.order_index``): open addressing with linear probing
-  and Fibonacci hashing over two parallel arrays (``index_keys``, ``index_slots``), at
-  most half full, no tombstones. Keys are ``(order_id, symbol)``: ids may repeat across
-  symbols. :func:`find_order` is its lookup over a book state.
+  and grouped Fibonacci hashing (8 consecutive ids to a line) over two parallel arrays
+  (``index_keys``, ``index_slots``), at most half full, no tombstones. Keys are
+  ``(order_id, symbol)``: ids may repeat across symbols. :func:`find_order` is its lookup
+  over a book state.
 * **Price levels: a window near the touch, an overflow beyond it.** Every positive
   price on the tick grid is accepted, whatever its distance from the touch.
 

@@ -9,6 +9,22 @@ linear probing from the key's home position, at most half full, so a probe touch
 or two cache lines. Deletion shifts followers back instead of leaving tombstones, so
 probe chains stay short under the add/cancel churn of real feeds.
 
+Hashing: ids are given out in sequence almost everywhere (the engine's automatic ids, an
+exchange's order references), and the orders a book touches one after another are mostly
+the newest. Plain Fibonacci hashing puts consecutive ids in unrelated lines, so each add
+or cancel of a large book waited on a key line, a slot line and the order (~100 ns a
+call at 150,000 resting orders). :func:`home` keeps each group of 8 consecutive ids in
+one line of keys (in id order; 16 to a line of slots) and spreads the groups with
+Fibonacci hashing of the group number. Keys that differ only in their low three bits
+never collide; any other pattern (strides, ids that share low bits) spreads as before, at
+worst one key per line as plain Fibonacci hashing gives. Measured in one process each,
+same session, three alternating runs per tree: an add and a cancel of one order on a
+table for 1M orders 455 -> 342 ns; flow A through ``OrderBook.submit`` 2.79-2.92M ->
+4.45-4.74M orders/s, batched 19.8-21.0M -> 22.6-23.3M; flow B, whose table fits the
+cache, batched 23.3-23.7M -> 22.9-23.4M (the medians 2.5 % apart: ``home``'s few more
+operations) and through ``submit`` unchanged; the ITCH day's replay within noise.
+Mapped books (``workbench.mmap_book``) hold the index, so their format version changed.
+
 Contract: an entry is ``(order_id, slot)`` where ``slot`` indexes an ``ORDER`` pool.
 Keys are ``(order_id, book)``, since ids may repeat across the books of an engine: the
 book is not stored in the table but read from the order the slot points to
@@ -31,6 +47,8 @@ __all__ = ["EMPTY_KEY", "index_size", "index_shift", "home", "index_find", "inde
 EMPTY_KEY = np.int64(-(2**63))
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+GROUP_BITS = 3           # 8 consecutive ids per group: 8 int64 keys fill one cache line
+GROUP = 1 << GROUP_BITS  # (index_size is at least 16, so a table holds two groups or more)
 
 
 def index_size(capacity: int) -> int:
@@ -45,8 +63,12 @@ def index_shift(size: int) -> int:
 
 @kernel(inline="always")
 def home(order_id, shift):
-    """The position where probing for ``order_id`` starts."""
-    return np.int64((np.uint64(order_id) * _GOLDEN) >> np.uint64(shift))
+    """The position where probing for ``order_id`` starts: the ids of one group (``GROUP``
+    consecutive ids, ``id >> GROUP_BITS``) share one 64-byte line of keys, in id order,
+    and the groups are spread over the table by Fibonacci hashing (module doc)."""
+    u = np.uint64(order_id)
+    group = ((u >> np.uint64(GROUP_BITS)) * _GOLDEN) >> np.uint64(shift + GROUP_BITS)
+    return np.int64((group << np.uint64(GROUP_BITS)) | (u & np.uint64(GROUP - 1)))
 
 
 @kernel(inline="always")

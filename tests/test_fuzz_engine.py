@@ -225,7 +225,9 @@ def check_invariants(eng) -> dict[int, tuple[int, int, int]]:
         pair = (key, int(pool[slot]["symbol"]))
         assert pair not in entries, f"(order id, book) {pair} indexed twice"
         entries[pair] = slot
-        home = (((key & MASK64) * GOLDEN) & MASK64) >> shift
+        # groups of 8 consecutive ids share a line; groups spread by Fibonacci hashing
+        group = ((((key & MASK64) >> 3) * GOLDEN) & MASK64) >> (shift + 3)
+        home = (group << 3) | (key & 7)
         h = home
         while h != pos:  # linear probing: no hole between home and the entry
             assert keys[h] != EMPTY, f"id {key} at {pos} is unreachable from home {home}"

@@ -79,7 +79,7 @@ __all__ = ["MAGIC", "FORMAT_VERSION", "PAGE", "ALIGN", "MappedEngine", "MappedBo
            "file_layout", "check_structure"]
 
 MAGIC = b"HFTWBMAP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: the order index groups 8 consecutive ids (kernels.order_index.home)
 PAGE = 4096       # the data area starts on a page boundary
 ALIGN = 64        # each array on a cache line
 _FIXED = struct.Struct("<8sIIIIQ")          # magic .. data bytes (32 bytes, CRC'd)
