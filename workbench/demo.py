@@ -14,6 +14,7 @@ from kernels import book as kbook
 from kernels import records as R
 
 from .book import OrderBook
+from .enums import Side
 from .data.order_mix import MixSettings, order_mix
 from .latency import LatencyRecorder
 
@@ -54,9 +55,11 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
 
     single = new_book()
     n_single = min(100_000, len(events))
-    sides = ("buy", "sell")
+    sides = (Side.BUY, Side.SELL)
     adds = [(sides[int(e["side"])], int(e["price"]) / settings.price_scale, int(e["qty"]))
             for e in events[:n_single] if e["kind"] == R.EV_ADD and e["tif"] == R.GTC]
+    if adds:
+        new_book().submit(*adds[0])   # loads the compiled entry, as above (not timed)
     start = time.perf_counter()
     for side, price, qty in adds:
         single.submit(side, price, qty)
