@@ -97,6 +97,17 @@ def record_kernel(dispatcher, which: int, warm: tuple) -> None:
             return
         if str(cres.signature.return_type) != "UniTuple(int64 x 3)":
             return
+        # the native function's own LLVM type: i32 (retptr, excinfo, i64/double...), the
+        # result written as [3 x i64] through retptr, which is what the generated call does
+        context = cres.target_context
+        fnty = context.call_conv.get_function_type(cres.signature.return_type,
+                                                   cres.signature.args)
+        llvm_args = [str(a) for a in fnty.args]
+        want = ["double" if t == "float64" else "i64" for t in _EXPECTED_SIGNATURES[which]]
+        if (str(fnty.return_type) != "i32" or llvm_args[2:] != want
+                or llvm_args[0] != "[3 x i64]*"
+                or str(context.get_value_type(cres.signature.return_type)) != "[3 x i64]"):
+            return
         address = cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
     except Exception:   # noqa: BLE001 - another Numba: keep the Python path
         return
