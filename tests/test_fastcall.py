@@ -14,6 +14,7 @@ import math
 import subprocess
 import sys
 import tracemalloc
+import types
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 
 from kernels import records as R
 from workbench import fastcall
-from workbench.book import _NO_FILLS, _REASON, _STATUS, OrderBook
+from workbench.book import _NO_FILLS, _REASON, _STATUS, Engine, OrderBook
 from workbench.enums import OrderStatus, OrderType, Side, TimeInForce
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,14 +35,19 @@ def _counting(book) -> Counter:
     """Re-install ``book``'s native entries over Python methods that count the calls
     handed to them: the calls the native code did not finish itself."""
     handed = Counter()
+    engine = isinstance(book, Engine)
+    fallbacks = {}
     for op in ("submit", "cancel", "modify"):
-        method = getattr(book, "_" + op)
+        method = (types.MethodType(getattr(Engine, op), book) if engine
+                  else getattr(book, "_" + op))
 
         def counted(*args, _method=method, _op=op, **kwargs):
             handed[_op] += 1
             return _method(*args, **kwargs)
-        setattr(book, "_" + op, counted)
-    assert fastcall.install(book)
+        fallbacks[op] = counted
+        if not engine:
+            setattr(book, "_" + op, counted)   # also where the Python path calls itself
+    assert fastcall.install(book, engine=engine, fallbacks=fallbacks)
     return handed
 
 
@@ -144,6 +150,55 @@ def _run(book, ops):
     return out
 
 
+_SYMBOLS = ["A", "B", "C"]
+_TICKS = {"A": 0.01, "B": 0.05, "C": 0.01}
+
+
+def _engine_program(rng, n):
+    """``_program``'s calls with a symbol first (now and then an unknown or odd one)."""
+    ops = []
+    for name, args, kwargs in _program(rng, n):
+        if rng.random() < 0.05:
+            symbol = _pick(rng, ["D", "", 0, None, b"A", "a"])
+        else:
+            symbol = _pick(rng, _SYMBOLS)
+        if "side" in kwargs or "order_id" in kwargs and not args:
+            kwargs = {"symbol": symbol, **kwargs} if rng.random() < 0.5 else kwargs
+            if "symbol" not in kwargs:
+                args = (symbol,) + args
+        else:
+            args = (symbol,) + args
+        ops.append((name, args, kwargs))
+    return ops
+
+
+def compare_engines(seed: int, n: int) -> dict:
+    """``compare`` for ``Engine``s of three books (two ticks), the symbol first."""
+    rng = np.random.default_rng(seed)
+    ops = _engine_program(rng, n)
+    native = Engine(_SYMBOLS, tick_size=_TICKS)
+    handed = _counting(native)
+    python = Engine(_SYMBOLS, tick_size=_TICKS)
+    python._ctl[fastcall.CTL_ON] = 0
+    checked = Engine(_SYMBOLS, tick_size=_TICKS)
+    checked._route_through_apply_one()
+    got = _run(native, ops)
+    assert got == _run(python, ops)
+    assert got == _run(checked, ops)
+    for other in (python, checked):
+        assert native._next_id == other._next_id
+        for symbol in _SYMBOLS:
+            assert native.orders(symbol).equals(other.orders(symbol))
+        assert (native.state.counters == other.state.counters).all()
+        assert np.array_equal(np.concatenate(native._fill_log or [np.zeros(0, R.FILL)]),
+                              np.concatenate(other._fill_log or [np.zeros(0, R.FILL)]))
+    calls = Counter(name for name, _, _ in ops)
+    return {"calls": dict(calls), "handed": dict(handed),
+            "errors": sum(1 for g in got if g[0] in ("ValueError", "TypeError")),
+            "fills": sum(len(g[6]) for g in got if g[0] == "OrderResult"),
+            "books": sorted({int(b) for f in native._fill_log for b in f["symbol"]})}
+
+
 def compare(seed: int, n: int) -> dict:
     """One random program through a native book, a book on the Python entries and a book
     on the checked path only: every answer, fill, automatic id and counter the same."""
@@ -182,8 +237,9 @@ def test_this_python_has_the_native_entries():
 
 def test_random_hostile_programs_match_the_python_path_in_a_child_process():
     """Run in a child: a crash of the native code fails here with its signal."""
-    code = ("import json; from tests.test_fastcall import compare; "
-            "print(json.dumps([compare(s, 1500) for s in (1, 2, 3, 4)]))")
+    code = ("import json; from tests.test_fastcall import compare, compare_engines; "
+            "print(json.dumps([compare(s, 1500) for s in (1, 2, 3, 4)]"
+            " + [compare_engines(s, 1500) for s in (5, 6)]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -192,6 +248,7 @@ def test_random_hostile_programs_match_the_python_path_in_a_child_process():
     for summary in json.loads(done.stdout.strip().splitlines()[-1]):
         calls, handed = summary["calls"], summary["handed"]
         assert summary["errors"] > 50 and summary["fills"] > 100   # both kinds of answer
+        assert summary.get("books", [0, 1, 2]) == [0, 1, 2]        # trades in every book
         for op in ("submit", "cancel", "modify"):
             # most calls were finished natively; the odd ones were handed to Python
             assert 0 < handed.get(op, 0) < 0.6 * calls[op], (op, summary)
@@ -276,6 +333,35 @@ def test_no_references_or_memory_left_behind():
     assert after == before
     assert second - first < 64 * 1024, (first, second)   # 35,000 calls, nothing kept
     assert book.stats()["live_orders"] == 0
+
+
+def test_an_engine_routes_each_symbol_natively():
+    warm = Engine(["W"])
+    warm.submit("W", Side.BUY, 1.0, 1), warm.modify("W", 1, 1.01), warm.cancel("W", 1)
+    eng = Engine(["A", "B"], tick_size={"A": 0.01, "B": 0.5})
+    handed = _counting(eng)
+    assert eng.submit("B", Side.SELL, 10.5, 3).status == OrderStatus.NEW
+    assert eng.submit(symbol="A", side=Side.BUY, price=10.25, qty=3).status == OrderStatus.NEW
+    r = eng.submit("B", Side.BUY, 10.5, 5)
+    assert (r.filled, r.leaves) == (3, 2) and r.fills["symbol"].tolist() == [1]
+    assert eng.modify("A", 2, price=10.26).accepted and eng.cancel("B", 3).leaves == 0
+    assert eng.best_bid("A") == 10.26 and eng.best_bid("B") is None
+    assert sum(handed.values()) == 0, handed
+    with pytest.raises(ValueError, match="symbol='C'"):
+        eng.submit("C", Side.BUY, 10.0, 1)
+    with pytest.raises(ValueError, match="tick"):
+        eng.submit("B", Side.BUY, 10.25, 3)      # on A's tick, not on B's
+    assert eng.add_order is eng.submit
+
+
+def test_a_mapped_engine_keeps_its_python_methods(tmp_path):
+    from workbench import mmap_book
+
+    book = mmap_book.create(tmp_path / "m.book", ["M"], tick_size=0.01)
+    assert type(book.submit).__name__ == "method"
+    assert book.submit("M", Side.SELL, 100.0, 5).order_id == 1
+    assert book._next_id == 2
+    book.close()
 
 
 def test_a_switched_off_book_hands_every_call_to_python():

@@ -330,6 +330,40 @@ class _Books:
         if not self.mode.validation:
             self._submit = self._submit_trusted   # LabUnsafe: no Python checks per order
 
+    # views of the ctl array (workbench.fastcall), which the native entries share
+    def _ctl_field(index: int):
+        return property(lambda self: int(self._ctl[index]),
+                        lambda self, value: self._ctl.__setitem__(index, value))
+
+    _next_id = _ctl_field(fastcall.CTL_NEXT_ID)
+    _ctx = _ctl_field(fastcall.CTL_CTX)
+    _chunk_ctx = _ctl_field(fastcall.CTL_CHUNK_CTX)
+    _chunk_pos = _ctl_field(fastcall.CTL_CHUNK_POS)
+    del _ctl_field
+
+    @property
+    def _fill_log(self) -> list:
+        return self._fill_list
+
+    @_fill_log.setter
+    def _fill_log(self, value) -> None:   # one list for the book's life: the native entries hold it
+        if "_fill_list" in self.__dict__:
+            self._fill_list[:] = value
+        else:
+            self._fill_list = list(value)
+
+    def _native_done(self, oid, code, filled, leaves, book):
+        """What a native entry leaves to Python after the kernel applied a request: the
+        result with its fills, or (a full fills chunk, nothing applied) a new chunk and
+        None, after which the entry calls the kernel again."""
+        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
+            return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
+                                             _REASON[code >> 8], _NO_FILLS))
+        if code >> 16:
+            return self._fills_from_chunk(oid, code, filled, leaves)
+        self._next_chunk(book)
+        return None
+
     # ----------------------------------------------------------------- set-up helpers
     def _tick_units(self, tick, symbol) -> int:
         if isinstance(tick, (bool, np.bool_, Enum)) or not isinstance(tick, (numbers.Real, Decimal)):
@@ -928,6 +962,8 @@ class Engine(_Books):
         super().__init__(symbols, tick_size, price_scale, capacity, price_levels,
                          anonymous_fallback, record_fills, price_collar, journal, durability,
                          snapshot_every, journal_options, mode)
+        if self._journal is None and type(self) is Engine:
+            fastcall.install(self, engine=True)   # native submit, cancel, modify (as OrderBook)
 
     @property
     def symbols(self) -> list[str]:
@@ -1025,40 +1061,6 @@ class OrderBook(_Books):
         if not (self._journal is None and type(self) is OrderBook and fastcall.install(self)):
             if not self.mode.validation:
                 self.submit = self.add_order = self._submit   # _submit_trusted (LabUnsafe)
-
-    # views of the ctl array (workbench.fastcall), which the native entries share
-    def _ctl_field(index: int):
-        return property(lambda self: int(self._ctl[index]),
-                        lambda self, value: self._ctl.__setitem__(index, value))
-
-    _next_id = _ctl_field(fastcall.CTL_NEXT_ID)
-    _ctx = _ctl_field(fastcall.CTL_CTX)
-    _chunk_ctx = _ctl_field(fastcall.CTL_CHUNK_CTX)
-    _chunk_pos = _ctl_field(fastcall.CTL_CHUNK_POS)
-    del _ctl_field
-
-    @property
-    def _fill_log(self) -> list:
-        return self._fill_list
-
-    @_fill_log.setter
-    def _fill_log(self, value) -> None:   # one list for the book's life: the native entries hold it
-        if "_fill_list" in self.__dict__:
-            self._fill_list[:] = value
-        else:
-            self._fill_list = list(value)
-
-    def _native_done(self, oid, code, filled, leaves):
-        """What a native entry leaves to Python after the kernel applied a request: the
-        result with its fills, or (a full fills chunk, nothing applied) a new chunk and
-        None, after which the entry calls the kernel again."""
-        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-            return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
-                                             _REASON[code >> 8], _NO_FILLS))
-        if code >> 16:
-            return self._fills_from_chunk(oid, code, filled, leaves)
-        self._next_chunk(0)
-        return None
 
     @property
     def symbol(self) -> str:

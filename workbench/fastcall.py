@@ -1,4 +1,5 @@
-"""Native entry points of ``OrderBook.submit``, ``cancel`` and ``modify`` (issue 12).
+"""Native entry points of ``submit``, ``cancel`` and ``modify`` of ``OrderBook`` and
+``Engine`` (issue 12).
 
 Why: a per-order call through Numba's own entry costs about 300 ns before the kernel
 runs (the dispatcher's wrapper unboxes eleven arguments through the generic Python
@@ -11,7 +12,7 @@ the ``METH_FASTCALL | METH_KEYWORDS`` convention. A call
 
 1. binds the positional and keyword arguments to the method's parameters (keyword names
    compared by identity with the interned parameter names, as CPython's own fast path does
-   first);
+   first); an ``Engine``'s symbol (an exact ``str``) is looked up in its index dict;
 2. checks each argument's *exact* type against the types the Python fast path takes (the
    enums ``Side``, ``OrderType``, ``TimeInForce``; ``int``; ``float`` or ``int`` for a
    price; ``None`` where the method allows it) and reads its value, an ``int`` only when it
@@ -45,6 +46,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+import types
 
 import numpy as np
 
@@ -237,11 +239,16 @@ def _price(f: _Fn, slot: str, consts: dict, fail: str, overflow: str) -> str:
     return f.op(f"phi double [ {d1}, %pf{k} ], [ {d2}, %{end_int} ]")
 
 
-def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: dict) -> str:
-    """One operation's function (module doc); ``params`` in the Python method's order."""
+def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: dict,
+          engine: bool = False) -> str:
+    """One operation's function (module doc); ``params`` in the Python method's order.
+    ``engine``: ``Engine``'s form, the symbol first (looked up in the book's index dict,
+    the bound tuple's fifth item); else ``OrderBook``'s, book 0."""
     f = _Fn(api)
+    if engine:
+        params, required = ("symbol",) + params, required + 1
     n = len(params)
-    name = f"wb_{op}"
+    name = f"wb_{'engine_' if engine else ''}{op}"
     f.lines.append(f"define ptr @{name}(ptr %self, ptr %args, i64 %nargs, ptr %kw) {{")
     f.label("entry")
     f("%ovf = alloca i32")
@@ -249,7 +256,7 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
     f("%ret = alloca [3 x i64]")
     f(f"%slots = alloca [{n} x ptr]")
     f("%tries = alloca i64")
-    f("%stack = alloca [4 x ptr]")
+    f("%stack = alloca [5 x ptr]")
     f("%dims = alloca i64")
     f("store i64 0, ptr %tries")
     for i in range(n):
@@ -318,11 +325,17 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
         f.goto_if(f.op(f"icmp sle i64 {v}, 0"), "fallback")
         return v
 
-    values = {}
+    values = {"book": "0"}
     auto = None
     for p in params:
         s = slot[p]
-        if p == "side":
+        if p == "symbol":    # an exact str naming a book (else Python raises, naming it)
+            f.goto_if(f.op(f"icmp ne i64 {f.type_of(s)}, {consts['str']}"), "fallback")
+            index = f.load("ptr", "%self", 24 + 32)
+            found = f.capi("ptr", "PyDict_GetItem", f"ptr {index}", f"ptr {s}")   # borrowed
+            f.goto_if(f.op(f"icmp eq ptr {found}, null"), "fallback")
+            values["book"] = _int_value(f, found, consts["int"], "fallback", "%ovf")
+        elif p == "side":
             values[p] = _int_value(f, s, consts["Side"], "fallback", "%ovf")
         elif p == "price":   # absent (modify's quantity-only form): the Python method
             f.goto_if(f.op(f"icmp eq ptr {s}, null"), "fallback")
@@ -361,14 +374,14 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
     v = values
     if op == "submit":
         args = [f"i64 {chunk}", f"i64 {pos}", f"i64 {v['ts']}", f"i64 {v['order_id']}",
-                f"double {v['price']}", f"i64 {v['qty']}", "i64 0", f"i64 {v['side']}",
+                f"double {v['price']}", f"i64 {v['qty']}", f"i64 {v['book']}", f"i64 {v['side']}",
                 f"i64 {v['order_type']}", f"i64 {v['tif']}", f"i64 {scale}"]
     elif op == "cancel":
         ctx = f.load("i64", "%ctl", 8 * CTL_CTX)
-        args = [f"i64 {ctx}", f"i64 {v['order_id']}", f"i64 {v['qty']}", "i64 0"]
+        args = [f"i64 {ctx}", f"i64 {v['order_id']}", f"i64 {v['qty']}", f"i64 {v['book']}"]
     else:
         args = [f"i64 {chunk}", f"i64 {pos}", f"i64 {v['order_id']}", f"double {v['price']}",
-                f"i64 {v['qty']}", "i64 0", f"i64 {scale}"]
+                f"i64 {v['qty']}", f"i64 {v['book']}", f"i64 {scale}"]
     status = f.op(f"call i32 {kfn}(ptr %ret, ptr %exc, {', '.join(args)})")
     f.goto_if(f.op(f"icmp ne i32 {status}, 0"), "kernel_error")
     code = f.load("i64", "%ret", 0)
@@ -466,7 +479,8 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
     f.label("done_in_python")
     done = f.load("ptr", "%self", 24 + 8)
     stack = "%stack"
-    objs = [f.capi("ptr", "PyLong_FromLongLong", f"i64 {x}") for x in (oid, code, filled, leaves)]
+    objs = [f.capi("ptr", "PyLong_FromLongLong", f"i64 {x}")
+            for x in (oid, code, filled, leaves, v["book"])]
     for i, o in enumerate(objs):
         f(f"store ptr {o}, ptr {f.at(stack, 8 * i)}")
     bad = f.op(f"icmp eq ptr {objs[0]}, null")
@@ -478,7 +492,7 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
         f.capi("void", "Py_DecRef", f"ptr {o}")
     f("ret ptr null")
     f.label("finish")
-    out = f.capi("ptr", "PyObject_Vectorcall", f"ptr {done}", f"ptr {stack}", "i64 4", "ptr null")
+    out = f.capi("ptr", "PyObject_Vectorcall", f"ptr {done}", f"ptr {stack}", "i64 5", "ptr null")
     for o in objs:
         f.capi("void", "Py_DecRef", f"ptr {o}")
     renewed = f.op(f"icmp eq ptr {out}, inttoptr (i64 {consts['None']} to ptr)")
@@ -514,7 +528,7 @@ class _MethodDef(ctypes.Structure):
 _METH_FASTCALL_KEYWORDS = 0x0080 | 0x0002
 _API = ("PyLong_AsLongLongAndOverflow", "PyFloat_AsDouble", "PyLong_FromLongLong",
         "PyType_GenericAlloc", "Py_IncRef", "Py_DecRef", "PyObject_Vectorcall",
-        "PyErr_SetString", "PyList_Append")
+        "PyErr_SetString", "PyList_Append", "PyDict_GetItem")
 # NumPy's C API table (``_ARRAY_API``): the slots of the two functions a fills view needs
 _NEW_FROM_DESCR, _SET_BASE_OBJECT = 94, 282
 _NPY_CARRAY = 0x0001 | 0x0100 | 0x0400   # C-contiguous, aligned, writeable (a slice's flags)
@@ -533,14 +547,14 @@ def _constants() -> dict:
 
     status = np.array([id(s) for s in wb._STATUS], dtype=np.int64)
     reason = np.array([id(r) for r in wb._REASON], dtype=np.int64)
-    names = {p: sys.intern(p) for params, _ in OPERATIONS.values() for p in params}
+    names = {p: sys.intern(p) for params, _ in OPERATIONS.values() for p in ("symbol",) + params}
     message = ctypes.create_string_buffer(
         b"an order book kernel raised an error during a per-order call (a bounds check "
         b"of the safe build); the book may hold part of the operation")
     _KEEP.extend([status, reason, names, message, wb._STATUS, wb._REASON, wb._NO_FILLS])
     return {
         "Side": id(Side), "OrderType": id(OrderType), "TimeInForce": id(TimeInForce),
-        "int": id(int), "float": id(float), "None": id(None),
+        "int": id(int), "float": id(float), "None": id(None), "str": id(str),
         "OrderResult": id(wb.OrderResult), "NO_FILLS": id(wb._NO_FILLS),
         "RuntimeError": id(RuntimeError), "message": ctypes.addressof(message),
         "status": status.ctypes.data, "reason": reason.ctypes.data,
@@ -627,7 +641,8 @@ def _compile() -> dict:
     numpy_api = _numpy_api()
     consts["numpy_api"] = numpy_api is not None
     api.update(numpy_api or {})
-    text = "\n\n".join(_emit(op, params, required, api, consts)
+    text = "\n\n".join(_emit(op, params, required, api, consts, engine)
+                       for engine in (False, True)
                        for op, (params, required) in OPERATIONS.items())
     with global_compiler_lock:   # Numba's code generator expects its lock held
         codegen = cpu_target.target_context.codegen()
@@ -638,12 +653,15 @@ def _compile() -> dict:
         library.finalize()
     _KEEP.append(library)
     defs = {}
-    for op in OPERATIONS:
-        doc = (getattr(wb._Books, f"_{op}").__doc__ or "").encode()
-        name = op.encode()
-        _KEEP.extend([name, doc])
-        defs[op] = _MethodDef(name, library.get_pointer_to_function(f"wb_{op}"),
-                              _METH_FASTCALL_KEYWORDS, doc)
+    for engine, owner in ((False, wb._Books), (True, wb.Engine)):
+        for op in OPERATIONS:
+            method = getattr(owner, op if engine else f"_{op}")
+            doc = (method.__doc__ or "").encode()
+            name = op.encode()
+            _KEEP.extend([name, doc])
+            symbol = f"wb_{'engine_' if engine else ''}{op}"
+            defs[op, engine] = _MethodDef(name, library.get_pointer_to_function(symbol),
+                                          _METH_FASTCALL_KEYWORDS, doc)
     _KEEP.append(defs)
     return defs
 
@@ -661,16 +679,25 @@ def _builtin(definition, bound) -> object:
     return _new_builtin(ctypes.byref(definition), bound, "workbench.book")
 
 
-def install(book) -> bool:
-    """Give ``book`` (an ``OrderBook``) native ``submit``, ``add_order``, ``cancel`` and
-    ``modify`` (module doc); False (nothing changed) when this process has none."""
+def install(book, engine: bool = False, fallbacks: dict | None = None) -> bool:
+    """Give ``book`` (an ``OrderBook``, or with ``engine`` an ``Engine``) native ``submit``,
+    ``add_order``, ``cancel`` and ``modify`` (module doc); False (nothing changed) when this
+    process has none. They hand what they do not take to the book's Python methods
+    (``OrderBook``: ``_submit``, ``_cancel``, ``_modify``; ``Engine``: its class's
+    ``submit``, ``cancel``, ``modify``), or to ``fallbacks[op]`` when given."""
     built = _build()
     if isinstance(built, str):
         return False
-    methods = {"submit": book._submit, "cancel": book._cancel, "modify": book._modify}
+    if fallbacks is not None:
+        methods = dict(fallbacks)
+    elif engine:
+        cls = type(book)
+        methods = {op: types.MethodType(getattr(cls, op), book) for op in OPERATIONS}
+    else:
+        methods = {"submit": book._submit, "cancel": book._cancel, "modify": book._modify}
     for op, fallback in methods.items():
-        setattr(book, op, _builtin(built[op], (fallback, book._native_done, book._ctl,
-                                               book._fill_log)))
+        bound = (fallback, book._native_done, book._ctl, book._fill_log, book._index)
+        setattr(book, op, _builtin(built[op, engine], bound))
     book.add_order = book.submit
     book._ctl[CTL_ON] = 1
     return True

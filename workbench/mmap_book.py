@@ -66,6 +66,7 @@ from kernels import journal as kj
 from kernels import order_index
 from kernels.bitmap import bitmap_layout
 
+from . import fastcall
 from .book import AUTO_ID_END, Engine
 from .errors import InputError
 
@@ -510,7 +511,9 @@ class MappedEngine(Engine):
     def _adopt(cls, template: Engine, path, access, raw, arrays, header, fd) -> "MappedEngine":
         self = template
         self.__class__ = cls                 # the template becomes the mapped engine
-        self.__dict__["_id_memory"] = self.__dict__.pop("_next_id", 1)
+        self.__dict__["_id_memory"] = int(self._ctl[fastcall.CTL_NEXT_ID])
+        for name in ("submit", "add_order", "cancel", "modify"):
+            self.__dict__.pop(name, None)    # the native entries: they keep ids in memory
         self.path = Path(path)
         self.access = access
         self.sealed_on_open = header.sealed  # False: the last writer did not close() it
