@@ -1179,6 +1179,53 @@ def prefetch_order(st, order_id):
     prefetch(st.index_slots, h)
 
 
+@kernel(inline="always")
+def prefetch_place(st, e):
+    """The second stage of a replay's deep prefetch (``kernels.itch.replay``), for an event
+    whose index lines and book header :func:`prefetch_order` and a prefetch of
+    ``st.books[e.symbol]`` asked for earlier: a rest's window level, or the order a
+    cancel, delete or execution names."""
+    book = e.symbol
+    if book < 0 or book >= len(st.books):
+        return
+    b = st.books[book]
+    for s in range(2):      # the best levels: the event may change them, a replay reads them
+        if b.best[s] >= 0:
+            prefetch(st.levels, b.best[s])
+    if e.kind == EV_REST or e.kind == EV_ADD:
+        side = e.side
+        if (side == BUY or side == SELL) and b.placed[side] != 0 and b.tick > 0:
+            t = e.price // b.tick
+            W = st.counters[EC_W]
+            lo = b.lo[side]
+            if lo <= t < lo + W:
+                prefetch(st.levels, _window_base(st.counters, book, side) + (t & (W - 1)))
+        return
+    pos = find_order(st, e.order_id, book)
+    if pos >= 0:
+        prefetch(st.pool, st.index_slots[pos])
+
+
+@kernel(inline="always")
+def prefetch_neighbours(st, e):
+    """The third stage: for an event that names a resting order (its line asked for by
+    :func:`prefetch_place`), its level and its neighbours in the level's queue."""
+    if e.kind == EV_REST or e.kind == EV_ADD:
+        return
+    book = e.symbol
+    if book < 0 or book >= len(st.books):
+        return
+    pos = find_order(st, e.order_id, book)
+    if pos >= 0:
+        o = st.pool[st.index_slots[pos]]
+        if o.level >= 0:
+            prefetch(st.levels, o.level)
+        if o.prev >= 0:
+            prefetch(st.pool, o.prev)
+        if o.next >= 0:
+            prefetch(st.pool, o.next)
+
+
 @_kernel
 def apply_batch(st, events, fills, results, start):
     """Apply ``events[start:]``, writing fills from ``fills[0]`` and, when ``results``
