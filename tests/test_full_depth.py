@@ -318,3 +318,68 @@ def test_a_feed_clear_in_a_backtest_keeps_our_orders():
     assert orders.height > 0
     # no cancel of ours met an order the exchange had lost
     assert "unknown_order" not in orders["exchange_reason"].to_list()
+
+
+def _many_book_events(rng, n_books, n):
+    """Random adds, cancels, deletes, moves and executions over ``n_books`` books, ids
+    in sequence (as a feed's), prices near and far from each book's mid."""
+    rows, live = [], []
+    for i in range(n):
+        r = rng.random()
+        if r < 0.5 or not live:
+            oid = i + 1
+            book = int(rng.integers(0, n_books))
+            side = int(rng.integers(0, 2))
+            far = rng.random() < 0.05
+            ticks = int(rng.integers(-3_000, 3_000)) if far else int(rng.integers(-30, 30))
+            price = (10_000 + ticks + (5 if side == 1 else -5)) * 100
+            kind = R.EV_REST if rng.random() < 0.5 else R.EV_ADD
+            rows.append((kind, oid, side, price, int(rng.integers(1, 500)), R.LIMIT, R.GTC,
+                         book, i + 1))
+            live.append((oid, book, side, price))
+        else:
+            oid, book, side, price = live.pop(int(rng.integers(0, len(live))))
+            kind = (R.EV_CANCEL, R.EV_DELETE, R.EV_MOVE, R.EV_EXECUTE)[int(rng.integers(0, 4))]
+            qty = 0 if kind != R.EV_EXECUTE else int(rng.integers(1, 50))
+            new_price = price + 100 * int(rng.integers(-5, 6)) if kind == R.EV_MOVE else price
+            rows.append((kind, oid, side, new_price, qty, R.LIMIT, R.GTC, book, i + 1))
+            if kind == R.EV_MOVE or (kind == R.EV_EXECUTE and rng.random() < 0.5):
+                live.append((oid, book, side, new_price))
+    out = np.zeros(len(rows), dtype=R.EVENT)   # feed kinds (REST, MOVE): no enum for them
+    for i, (kind, oid, side, price, qty, order_type, tif, book, ts) in enumerate(rows):
+        out[i] = (ts, oid, price, qty, book, kind, side, order_type, tif)
+    return out
+
+
+def test_the_deep_batch_loop_is_the_batch_loop():
+    """``apply_batch_deep`` (engines of many books) gives ``apply_batch``'s results, fills
+    and state, event for event, also when the fills buffer fills up mid-batch."""
+    rng = np.random.default_rng(3)
+    n_books = 80
+    events = _many_book_events(rng, n_books, 30_000)
+    out = {}
+    for name, fn in (("batch", kbook.apply_batch), ("deep", kbook.apply_batch_deep)):
+        eng = Engine([f"S{i}" for i in range(n_books)], capacity=40_000, price_levels=256,
+                     record_fills=False)
+        results = np.zeros(len(events), dtype=R.RESULT)
+        fills = np.zeros(64, dtype=R.FILL)
+        kept, start, calls = [], 0, 0
+        while start < len(events):
+            start, nf = fn(eng.state, events, fills, results, start)
+            kept.append(fills[:nf].copy())
+            calls += 1
+        out[name] = (results, np.concatenate(kept), eng.state, calls)
+    (r1, f1, s1, c1), (r2, f2, s2, c2) = out["batch"], out["deep"]
+    assert c1 == c2 > 1                        # the fills buffer filled up, and resumed
+    assert np.array_equal(r1, r2) and np.array_equal(f1, f2) and len(f1) > 1_000
+    assert (r1["status"] == R.ST_REJECTED).sum() < len(r1) // 4
+    for a, b in zip(s1, s2):
+        assert np.array_equal(a, b)
+
+
+def test_an_engine_of_many_books_uses_the_deep_loop():
+    from workbench import book as wb
+
+    small = Engine([f"S{i}" for i in range(wb.DEEP_PREFETCH_BOOKS - 1)], price_levels=64)
+    large = Engine([f"S{i}" for i in range(wb.DEEP_PREFETCH_BOOKS)], price_levels=64)
+    assert small._apply_batch is wb._apply_batch and large._apply_batch is wb._apply_batch_deep

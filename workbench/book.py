@@ -258,6 +258,17 @@ def _apply_batch(state, events, fills, results, start, logged):
     return kbook.apply_batch(state, events, fills, results, start)
 
 
+# An engine of at least this many books uses the batch loop that prefetches three stages
+# deep (``kernels.book.apply_batch_deep``): a whole exchange's headers, levels and orders
+# are mostly out of the caches. Fewer books keep the one-stage loop, cheaper for them.
+DEEP_PREFETCH_BOOKS = 64
+
+
+def _apply_batch_deep(state, events, fills, results, start, logged):
+    """``kernels.book.apply_batch_deep``: the batch hook of an engine of many books."""
+    return kbook.apply_batch_deep(state, events, fills, results, start)
+
+
 class _Books:
     """Shared machinery of ``Engine`` and ``OrderBook``: state, kernels, conversions."""
 
@@ -319,7 +330,8 @@ class _Books:
         self._next_id = 1  # the next automatic order id (below AUTO_ID_END)
         self._set_scratch(4096)
         self._journal = None
-        self._apply_batch = _apply_batch
+        many = len(symbols) >= DEEP_PREFETCH_BOOKS
+        self._apply_batch = _apply_batch_deep if many else _apply_batch
         if journal is not None:  # workbench.journal: every command below is journaled
             from .journal import attach
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.book import apply_event, prefetch_neighbours, prefetch_order, prefetch_place
-from kernels.prefetch import prefetch
+from kernels.book import apply_event, prefetch_deep
 from kernels.jit import kernel
 from kernels.pointers import borrow, borrow_fills
 from kernels.records import (
@@ -41,14 +40,9 @@ RC_ROWS = 5            # BOOK_TOP rows written
 RC_PENDING = 6         # 1: the last call ended inside an instant that moved its book
 N_REPLAY_COUNTS = 8
 
-# The replay's prefetch distances (events ahead): the index lines and book header, then
-# the best levels and the level a rest lands on or the order an event names, then that
-# order's level and neighbours in its queue. On the 8,000-book synthetic day (51M events)
-# the replay kernel alone went from 300 to 230 ns an event (same session, one process per
-# tree; 16/8/3 and 32/16/6 measured within noise of 24/12/4). The batch loops keep their
-# one stage (``PREFETCH_AHEAD``): the extra stages cost the small, cached books of the
-# order flows 4-7 % (measured in an earlier session).
-DEEP_INDEX, DEEP_PLACE, DEEP_NEIGHBOURS = 24, 12, 4
+# The replay prefetches three stages deep (``kernels.book.prefetch_deep``). On the 8,000-book
+# synthetic day (51M events) the kernel alone went from 300 to 230 ns an event (same session,
+# one process per tree; distances 16/8/3 and 32/16/6 measured within noise of 24/12/4).
 
 REPLAY_DONE = 0
 REPLAY_TOPS_FULL = 1   # ``tops`` is full: drain it and call again from the returned index
@@ -81,16 +75,7 @@ def replay(st, events, start, stop, fills, last, emit, crossed, tops, counters):
     n = 0
     dirty = counters[RC_PENDING] != 0
     for i in range(max(start, 0), stop):
-        # a three-stage prefetch: each stage reads what the one before brought in
-        if i + DEEP_INDEX < stop:
-            far = events[i + DEEP_INDEX]
-            prefetch_order(st, far.order_id)
-            if 0 <= far.symbol < n_books:
-                prefetch(st.books, far.symbol)
-        if i + DEEP_PLACE < stop:
-            prefetch_place(st, events[i + DEEP_PLACE])
-        if i + DEEP_NEIGHBOURS < stop:
-            prefetch_neighbours(st, events[i + DEEP_NEIGHBOURS])
+        prefetch_deep(st, events, i, stop)   # three stages (kernels.book.prefetch_deep)
         e = events[i]
         book = e.symbol
         kind = e.kind
