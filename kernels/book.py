@@ -92,7 +92,7 @@ there); :func:`apply_one` reads the state and its fills buffer from one address
 Calls on the hot path: a call between kernels passes the whole state (nine arrays), and
 Numba's runtime makes one atomic reference-count update per array on the way in and out,
 even for borrowed views: the compiled ``apply_batch`` held 472 increfs and 1,464 decrefs.
-Every kernel here but the three entry points is therefore compiled without the runtime
+Every kernel here but the entry points is therefore compiled without the runtime
 (:func:`kernel`, ``nrt=False``): the state belongs to the entry point's caller for the
 whole call, so nothing below needs to count references, and none of these kernels may
 allocate. Same run against the counted build (``scripts/book_before_after.py``, unchecked
@@ -128,8 +128,8 @@ from .jit import kernel as _kernel
 def kernel(fn=None, **options):
     """This module's kernels: ``kernels.jit.kernel`` compiled without Numba's runtime
     (``nrt=False``, module doc "Calls on the hot path"): no reference counting, and no
-    allocation (it would not compile). The three entry points build the state's views,
-    which needs the runtime: they use ``_kernel`` itself."""
+    allocation (it would not compile). The entry points build the state's views, which
+    needs the runtime: they use ``_kernel`` itself."""
     return _kernel(fn, nrt=False, **options)
 from .order_index import EMPTY_KEY, home, index_delete, index_find, index_insert
 from .pointers import address_as_pointer, borrow_fills

@@ -19,11 +19,11 @@ from kernels import records as R
 from workbench.book import OrderBook
 
 
-ENTRY_POINTS = {"apply_one", "apply_batch", "apply_batch_discard_fills"}
+ENTRY_POINTS = {"apply_one", "apply_batch", "apply_batch_deep", "apply_batch_discard_fills"}
 
 
 def test_the_books_kernels_are_compiled_without_reference_counts():
-    """Every kernel of ``kernels.book`` but the three entry points (which build the state's
+    """Every kernel of ``kernels.book`` but the entry points (which build the state's
     views and so need Numba's runtime) is compiled with ``_nrt=False``: no reference-count
     operation in it, and an allocation there would not even compile. A new kernel that
     forgets the rule fails here."""

@@ -27,7 +27,8 @@ untimed, the rates count the commands after it):
 * ``flow_a_batched_per_sec``, ``flow_b_batched_per_sec``: ``OrderBook.apply`` (fills
   written, no results);
 * ``flow_a_python_per_sec``, ``flow_b_python_per_sec``: one ``submit``/``cancel``/``modify``
-  call per command;
+  call per command (``per_order_entries``: ``native`` when those are the native entries of
+  ``workbench.fastcall``, else the Python methods and why);
 * ``reference_flow_a_per_sec``, ``reference_flow_b_per_sec``: ``ReferenceBook.apply``;
 * ``liquibook_swig_flow_a_per_sec``, ``liquibook_swig_flow_b_per_sec``: Liquibook's C++
   through its PyPI wheel (``liquibook``, SWIG; its order book without depth), one
@@ -71,6 +72,8 @@ import numpy as np
 
 from kernels import book as kbook
 from kernels import records as R
+
+from workbench import fastcall
 
 from . import _itch
 from . import _flows as flows
@@ -430,6 +433,9 @@ def flow_rates(quick: bool = False, repeats: int | None = None) -> dict:
     out.update(_flow_b_profile(runs["b"], repeats))
     out.update(_flow_a_insert_p50(runs["a"], repeats))
     out["clock_read_ns"] = clock_read_ns()
+    native, why_not = fastcall.available()
+    # what the per-order figures ran through: the native entries, or the Python methods
+    out["per_order_entries"] = "native" if native else f"python ({why_not})"
     print(_flow_table(rates, out), file=sys.stderr)
     return out
 
