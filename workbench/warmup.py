@@ -61,7 +61,7 @@ def _book(work: Path) -> None:
     from kernels import book as kbook
     from kernels import records as R
 
-    from .book import Engine, OrderBook, make_events
+    from .book import DEEP_PREFETCH_BOOKS, Engine, OrderBook, make_events
     from .data.order_mix import MixSettings, order_mix
     from .depth import depth_over_time, shape_table
     from .enums import EventKind, OrderType, Side, TimeInForce
@@ -123,6 +123,9 @@ def _book(work: Path) -> None:
                                     np.zeros(len(mix), dtype=np.int64))
     Engine([f"S{i}" for i in range(3)], capacity=1_000, price_levels=256).submit_many(
         order_mix(200, seed=2, settings=settings))
+    # an engine of many books: the deep-prefetch batch loop (workbench.book.DEEP_PREFETCH_BOOKS)
+    Engine([f"S{i}" for i in range(DEEP_PREFETCH_BOOKS)], capacity=1_000,
+           price_levels=64).submit_many(order_mix(200, seed=2, settings=settings))
 
 
 def _histogram(work: Path) -> None:
