@@ -427,9 +427,10 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
         f(f"store i64 {n_fills}, ptr %dims")
         descr = f"inttoptr (i64 {consts['FILL']} to ptr)"
         f.capi("void", "Py_IncRef", f"ptr {descr}")          # NewFromDescr steals it
-        view = f.capi("ptr", "PyArray_NewFromDescr", f"ptr inttoptr (i64 {consts['ndarray']} to ptr)",
-                      f"ptr {descr}", "i32 1", "ptr %dims", "ptr null", f"ptr {first}",
-                      f"i32 {consts['CARRAY']}", "ptr null")
+        ndarray = f"inttoptr (i64 {consts['ndarray']} to ptr)"
+        view = f.capi("ptr", "PyArray_NewFromDescr", f"ptr {ndarray}", f"ptr {descr}", "i32 1",
+                      "ptr %dims", "ptr null", f"ptr {first}", f"i32 {consts['CARRAY']}",
+                      "ptr null")
         f.goto_if(f.op(f"icmp eq ptr {view}, null"), "error")
         f.capi("void", "Py_IncRef", f"ptr {chunk}")          # SetBaseObject steals it
         based = f.capi("i32", "PyArray_SetBaseObject", f"ptr {view}", f"ptr {chunk}")
@@ -558,7 +559,8 @@ def _constants() -> dict:
         "OrderResult": id(wb.OrderResult), "NO_FILLS": id(wb._NO_FILLS),
         "RuntimeError": id(RuntimeError), "message": ctypes.addressof(message),
         "status": status.ctypes.data, "reason": reason.ctypes.data,
-        "n_status": len(status), "n_reason": len(reason), "names": {p: id(s) for p, s in names.items()},
+        "n_status": len(status), "n_reason": len(reason),
+        "names": {p: id(s) for p, s in names.items()},
         "LIMIT": int(R.LIMIT), "GTC": int(R.GTC), "AUTO_ID_END": wb.AUTO_ID_END,
         "OUTPUT_FULL": int(R.R_OUTPUT_FULL), "kernels": _KERNELS.ctypes.data,
         "FILL": id(R.FILL), "FILL_SIZE": R.FILL.itemsize, "ndarray": id(np.ndarray),
