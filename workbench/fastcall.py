@@ -20,21 +20,24 @@ the ``METH_FASTCALL | METH_KEYWORDS`` convention. A call
 3. calls the compiled kernel of ``kernels.book_calls`` (the same ``add_priced``,
    ``cancel_one`` or ``modify_priced`` the Python path calls) through Numba's native
    calling convention, at the address of the overload the Python path loaded;
-4. builds the ``OrderResult`` itself when the order made no fills.
+4. builds the ``OrderResult`` itself, its fills (when the order traded) a view of the
+   fills chunk made with NumPy's C API (``PyArray_NewFromDescr``, checked against a slice
+   when the module builds), appended to the fill log when the book records fills.
 
 Everything else goes back to Python unchanged, so behaviour and errors are the Python
 path's: an argument of any other type or form, a missing or unknown argument, a value the
 kernel leaves to the checked path (``CHECK``, nothing applied) are handed to the book's
-Python method (``_submit`` ...) with the very same arguments; a result with fills, or a
-fills chunk that was full (nothing applied), is finished by a Python method
-(``_native_done``), which returns the result, or None after moving to a new chunk, and
-the call then runs again. Until the Python path has loaded a kernel (its first call in
-the process), the native entry hands every call to it.
+Python method (``OrderBook._submit`` ..., ``Engine.submit`` ...) with the very same
+arguments. A fills chunk that was full (nothing applied) is handed to ``_native_done``,
+which moves to a new chunk and returns None, and the call then runs again. Until the
+Python path has loaded a kernel (its first call in the process), the native entry hands
+every call to it.
 
 State the native code reads and writes lives in one int64 array per book, ``ctl``
-(:data:`CTL_FIELDS`): the fills chunk's context and position, the next automatic order
-id, the price scale, the single-call context, and an on/off switch. ``OrderBook`` keeps
-its attributes of the same names as views of it.
+(:data:`CTL_FIELDS`): the fills chunk's context, position and object, the next automatic
+order id, the price scale, the single-call context, the record flag and an on/off switch.
+The books' attributes of the same names (``_next_id``, ``_ctx``, ``_chunk_ctx``,
+``_chunk_pos``) are views of it (``workbench.book._Books``).
 
 Limits: CPython only, 64-bit, a release build with the GIL (the code reads the object
 header, a tuple's items and a NumPy array's data pointer at their documented offsets,
