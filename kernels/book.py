@@ -1249,6 +1249,17 @@ def prefetch_deep(st, events, i, stop):
         prefetch_neighbours(st, events[i + DEEP_NEIGHBOURS])
 
 
+@kernel(inline="always")
+def _write_result(r, oid, status, reason, filled, leaves, n_fills):
+    """One RESULT record of a batch loop."""
+    r.order_id = oid
+    r.status = status
+    r.reason = reason
+    r.filled = filled
+    r.leaves = leaves
+    r.n_fills = n_fills
+
+
 @_kernel
 def apply_batch(st, events, fills, results, start):
     """Apply ``events[start:]``, writing fills from ``fills[0]`` and, when ``results``
@@ -1275,13 +1286,7 @@ def apply_batch(st, events, fills, results, start):
         if reason == R_OUTPUT_FULL:
             return i, nf
         if want_results:
-            r = results[i]
-            r.order_id = oid
-            r.status = status
-            r.reason = reason
-            r.filled = filled
-            r.leaves = leaves
-            r.n_fills = nf2 - nf
+            _write_result(results[i], oid, status, reason, filled, leaves, nf2 - nf)
         nf = nf2
     return len(events), nf
 
@@ -1292,8 +1297,8 @@ def apply_batch_deep(st, events, fills, results, start):
     engine of many books uses (``workbench.book``). The one-book flows keep
     :func:`apply_batch`, whose single stage costs them less: the extra stages cost flows A
     and B 4-7 % when tried there. The loop is :func:`apply_batch`'s, written out again
-    rather than shared through a flag, so that :func:`apply_batch` compiles exactly as it
-    was measured (a run-time flag alone cost the flows in that earlier trial)."""
+    rather than shared through a flag: a run-time flag alone cost the flows in that
+    earlier trial."""
     if start < 0 or start > len(events):
         return start, 0
     st = book_borrow(st)
@@ -1313,16 +1318,6 @@ def apply_batch_deep(st, events, fills, results, start):
             _write_result(results[i], oid, status, reason, filled, leaves, nf2 - nf)
         nf = nf2
     return len(events), nf
-
-
-@kernel(inline="always")
-def _write_result(r, oid, status, reason, filled, leaves, n_fills):
-    r.order_id = oid
-    r.status = status
-    r.reason = reason
-    r.filled = filled
-    r.leaves = leaves
-    r.n_fills = n_fills
 
 
 @_kernel

@@ -155,40 +155,37 @@ _TICKS = {"A": 0.01, "B": 0.05, "C": 0.01}
 
 
 def _engine_program(rng, n):
-    """``_program``'s calls with a symbol first (now and then an unknown or odd one)."""
+    """``_program``'s calls with a symbol first (now and then an unknown or odd one): a
+    keyword when the call gives everything by keyword, else the first positional."""
     ops = []
     for name, args, kwargs in _program(rng, n):
-        if rng.random() < 0.05:
-            symbol = _pick(rng, ["D", "", 0, None, b"A", "a"])
-        else:
-            symbol = _pick(rng, _SYMBOLS)
-        if "side" in kwargs or "order_id" in kwargs and not args:
-            kwargs = {"symbol": symbol, **kwargs} if rng.random() < 0.5 else kwargs
-            if "symbol" not in kwargs:
-                args = (symbol,) + args
+        odd = rng.random() < 0.05
+        symbol = _pick(rng, ["D", "", 0, None, b"A", "a"] if odd else _SYMBOLS)
+        if not args and rng.random() < 0.5:
+            kwargs = {"symbol": symbol, **kwargs}
         else:
             args = (symbol,) + args
         ops.append((name, args, kwargs))
     return ops
 
 
-def compare_engines(seed: int, n: int) -> dict:
-    """``compare`` for ``Engine``s of three books (two ticks), the symbol first."""
-    rng = np.random.default_rng(seed)
-    ops = _engine_program(rng, n)
-    native = Engine(_SYMBOLS, tick_size=_TICKS)
+def _compare_books(new_book, ops, symbols) -> dict:
+    """``ops`` through a native book, one on the Python entries and one on the checked
+    path only (each from ``new_book()``): every answer, fill, automatic id, resting order
+    and counter the same. Returns what the test checks of the run."""
+    native = new_book()
     handed = _counting(native)
-    python = Engine(_SYMBOLS, tick_size=_TICKS)
+    python = new_book()
     python._ctl[fastcall.CTL_ON] = 0
-    checked = Engine(_SYMBOLS, tick_size=_TICKS)
+    checked = new_book()
     checked._route_through_apply_one()
     got = _run(native, ops)
     assert got == _run(python, ops)
     assert got == _run(checked, ops)
     for other in (python, checked):
         assert native._next_id == other._next_id
-        for symbol in _SYMBOLS:
-            assert native.orders(symbol).equals(other.orders(symbol))
+        for symbol in symbols:
+            assert native.orders(*symbol).equals(other.orders(*symbol))
         assert (native.state.counters == other.state.counters).all()
         assert np.array_equal(np.concatenate(native._fill_log or [np.zeros(0, R.FILL)]),
                               np.concatenate(other._fill_log or [np.zeros(0, R.FILL)]))
@@ -200,29 +197,16 @@ def compare_engines(seed: int, n: int) -> dict:
 
 
 def compare(seed: int, n: int) -> dict:
-    """One random program through a native book, a book on the Python entries and a book
-    on the checked path only: every answer, fill, automatic id and counter the same."""
-    rng = np.random.default_rng(seed)
-    ops = _program(rng, n)
-    native = OrderBook("N", tick_size=0.01)
-    handed = _counting(native)
-    python = OrderBook("N", tick_size=0.01)
-    python._ctl[fastcall.CTL_ON] = 0
-    checked = OrderBook("N", tick_size=0.01)
-    checked._route_through_apply_one()
-    got = _run(native, ops)
-    assert got == _run(python, ops)
-    assert got == _run(checked, ops)
-    for other in (python, checked):
-        assert native._next_id == other._next_id
-        assert native.orders().equals(other.orders())
-        assert (native.state.counters == other.state.counters).all()
-        assert np.array_equal(np.concatenate(native._fill_log or [np.zeros(0, R.FILL)]),
-                              np.concatenate(other._fill_log or [np.zeros(0, R.FILL)]))
-    calls = Counter(name for name, _, _ in ops)
-    return {"calls": dict(calls), "handed": dict(handed),
-            "errors": sum(1 for g in got if g[0] in ("ValueError", "TypeError")),
-            "fills": sum(len(g[6]) for g in got if g[0] == "OrderResult")}
+    """One random program through ``OrderBook``s (``_compare_books``)."""
+    ops = _program(np.random.default_rng(seed), n)
+    return _compare_books(lambda: OrderBook("N", tick_size=0.01), ops, [()])
+
+
+def compare_engines(seed: int, n: int) -> dict:
+    """``compare`` for ``Engine``s of three books (two ticks), the symbol first."""
+    ops = _engine_program(np.random.default_rng(seed), n)
+    return _compare_books(lambda: Engine(_SYMBOLS, tick_size=_TICKS), ops,
+                          [(s,) for s in _SYMBOLS])
 
 
 # ---------------------------------------------------------------------------- tests
@@ -248,7 +232,7 @@ def test_random_hostile_programs_match_the_python_path_in_a_child_process():
     for summary in json.loads(done.stdout.strip().splitlines()[-1]):
         calls, handed = summary["calls"], summary["handed"]
         assert summary["errors"] > 50 and summary["fills"] > 100   # both kinds of answer
-        assert summary.get("books", [0, 1, 2]) == [0, 1, 2]        # trades in every book
+        assert summary["books"] in ([0], [0, 1, 2])                # trades in every book
         for op in ("submit", "cancel", "modify"):
             # most calls were finished natively; the odd ones were handed to Python
             assert 0 < handed.get(op, 0) < 0.6 * calls[op], (op, summary)

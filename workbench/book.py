@@ -364,10 +364,11 @@ class _Books:
         else:
             self._fill_list = list(value)
 
-    def _native_done(self, oid, code, filled, leaves, book):
-        """What a native entry leaves to Python after the kernel applied a request: the
-        result with its fills, or (a full fills chunk, nothing applied) a new chunk and
-        None, after which the entry calls the kernel again."""
+    def _chunk_outcome(self, oid, code, filled, leaves, book):
+        """The result of a priced entry's call (``code >= 0``; its fills a view of the
+        chunk), or (a full fills chunk, nothing applied) None after moving to a new chunk:
+        the caller then calls again. The Python entries and the native ones
+        (``workbench.fastcall``, for what they leave to Python) share it."""
         if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
             return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
                                              _REASON[code >> 8], _NO_FILLS))
@@ -583,13 +584,10 @@ class _Books:
             if code >= 0:
                 if self._next_id <= oid < AUTO_ID_END:
                     self._next_id = oid + 1      # automatic ids never collide with given ones
-                if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-                    return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
-                                                     _REASON[code >> 8], _NO_FILLS))
-                if code >> 16:
-                    return self._fills_from_chunk(oid, code, filled, leaves)
-                self._next_chunk(book)           # nothing applied: retry with room
-                return self._submit(side, price, qty, order_type, tif, oid, ts, book)
+                result = self._chunk_outcome(oid, code, filled, leaves, book)
+                if result is not None:
+                    return result
+                return self._submit(side, price, qty, order_type, tif, oid, ts, book)  # new chunk
         elif type(side) is str and side in _SIDE_WORDS:   # "buy"/"sell": the fast path too
             return self._submit(_SIDE_WORDS[side], price, qty, order_type, tif, order_id, ts,
                                 book)
@@ -617,12 +615,9 @@ class _Books:
             return self._submit_checked(book, side, price, qty, order_type, tif, order_id, ts)
         if self._next_id <= oid < AUTO_ID_END:
             self._next_id = oid + 1
-        if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-            return _new_result(OrderResult, (oid, _STATUS[code & 0xFF], filled, leaves,
-                                             _REASON[code >> 8], _NO_FILLS))
-        if code >> 16:
-            return self._fills_from_chunk(oid, code, filled, leaves)
-        self._next_chunk(book)
+        result = self._chunk_outcome(oid, code, filled, leaves, book)
+        if result is not None:
+            return result
         return self._submit_trusted(side, price, qty, order_type, tif, oid, ts, book)
 
     def _cancel(self, order_id: int, qty: int | None = None, book: int = 0) -> OrderResult:
@@ -652,12 +647,9 @@ class _Books:
             except OverflowError:
                 code = _CHECK
             if code >= 0:
-                if code < _HAS_FILLS and code >> 8 != _OUTPUT_FULL:
-                    return _new_result(OrderResult, (order_id, _STATUS[code & 0xFF], filled,
-                                                     leaves, _REASON[code >> 8], _NO_FILLS))
-                if code >> 16:
-                    return self._fills_from_chunk(order_id, code, filled, leaves)
-                self._next_chunk(book)
+                result = self._chunk_outcome(order_id, code, filled, leaves, book)
+                if result is not None:
+                    return result
                 return self._modify(order_id, price, qty, book)
         return self._modify_checked(book, order_id, price, qty)
 

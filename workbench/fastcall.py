@@ -28,13 +28,13 @@ Everything else goes back to Python unchanged, so behaviour and errors are the P
 path's: an argument of any other type or form, a missing or unknown argument, a value the
 kernel leaves to the checked path (``CHECK``, nothing applied) are handed to the book's
 Python method (``OrderBook._submit`` ..., ``Engine.submit`` ...) with the very same
-arguments. A fills chunk that was full (nothing applied) is handed to ``_native_done``,
+arguments. A fills chunk that was full (nothing applied) is handed to ``_chunk_outcome``,
 which moves to a new chunk and returns None, and the call then runs again. Until the
 Python path has loaded a kernel (its first call in the process), the native entry hands
 every call to it.
 
 State the native code reads and writes lives in one int64 array per book, ``ctl``
-(:data:`CTL_FIELDS`): the fills chunk's context, position and object, the next automatic
+(the ``CTL_*`` slots): the fills chunk's context, position and object, the next automatic
 order id, the price scale, the single-call context, the record flag and an on/off switch.
 The books' attributes of the same names (``_next_id``, ``_ctx``, ``_chunk_ctx``,
 ``_chunk_pos``) are views of it (``workbench.book._Books``).
@@ -53,7 +53,7 @@ import types
 
 import numpy as np
 
-__all__ = ["CTL_FIELDS", "available", "new_ctl", "install", "record_kernel"]
+__all__ = ["available", "new_ctl", "install", "record_kernel"]
 
 # the ctl array (int64), one per book
 CTL_CHUNK_CTX = 0    # address of the fills chunk's engine context (add and modify)
@@ -65,12 +65,10 @@ CTL_ON = 5           # 0: every call goes to the Python method
 CTL_CHUNK_OBJ = 6    # the chunk array itself (the book keeps it alive while it is current)
 CTL_RECORD = 7       # 1: append each result's fills to the book's fill log
 N_CTL = 8
-CTL_FIELDS = ("chunk_ctx", "chunk_pos", "next_id", "price_scale", "ctx", "on", "chunk",
-              "record_fills")
 
 # the kernel table: the native address of each operation's compiled kernel, 0 until loaded
 K_ADD, K_CANCEL, K_MODIFY = 0, 1, 2
-_KERNELS = np.zeros(4, dtype=np.int64)
+_KERNELS = np.zeros(3, dtype=np.int64)
 _KEEP: list = []          # objects whose addresses the generated code holds
 _LOCK = threading.Lock()
 _BUILT: dict = {}         # "why" (str, when not available) or the three PyMethodDefs
@@ -303,9 +301,8 @@ def _emit(op: str, params: tuple[str, ...], required: int, api: dict, consts: di
     for i in reversed(range(n)):
         hit = f.op(f"icmp eq ptr %kname, inttoptr (i64 {consts['names'][params[i]]} to ptr)")
         idx = f.op(f"select i1 {hit}, i64 {i}, i64 {idx}")
-    f("%kidx = add i64 " + idx + ", 0")
-    f.goto_if(f.op("icmp slt i64 %kidx, 0"), "fallback")
-    f("%ksl = getelementptr ptr, ptr %slots, i64 %kidx")
+    f.goto_if(f.op(f"icmp slt i64 {idx}, 0"), "fallback")   # not a parameter's name
+    f(f"%ksl = getelementptr ptr, ptr %slots, i64 {idx}")
     f.goto_if(f.op("icmp ne ptr " + f.op("load ptr, ptr %ksl") + ", null"), "fallback")
     f("br label %kw_store")
     f.label("kw_store")
@@ -701,7 +698,7 @@ def install(book, engine: bool = False, fallbacks: dict | None = None) -> bool:
     else:
         methods = {"submit": book._submit, "cancel": book._cancel, "modify": book._modify}
     for op, fallback in methods.items():
-        bound = (fallback, book._native_done, book._ctl, book._fill_log, book._index)
+        bound = (fallback, book._chunk_outcome, book._ctl, book._fill_log, book._index)
         setattr(book, op, _builtin(built[op, engine], bound))
     book.add_order = book.submit
     book._ctl[CTL_ON] = 1
