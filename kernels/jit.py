@@ -211,6 +211,14 @@ def fingerprints() -> dict[str, str]:
 # the modules whose cached kernels this import deleted (for tests and the curious)
 INVALIDATED_AT_IMPORT: list[str] = invalidate_stale_caches()
 
+# concurrent processes save to Numba's cache one at a time (``compile_claims``); the
+# checked build's bounds checks compile to one compare and one shared exit (``boundscheck``)
+from . import boundscheck as _boundscheck  # noqa: E402
+from . import compile_claims as _compile_claims  # noqa: E402
+
+_compile_claims.install_save_lock()
+_boundscheck.install()
+
 
 def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: bool = False,
            cache: bool = True, nrt: bool = True, nogil: bool = True,
@@ -231,6 +239,11 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
     without bounds checks even in the checked build, for readers whose every caller has
     proven the range first (``kernels.itch.fields``: the framing checks that a message's
     bytes are all in the buffer before any field of it is read).
+
+    No kernel gets Numba's C-callable ``cfunc`` wrapper (``no_cfunc_wrapper``): nothing
+    takes a kernel's address as a first-class function (Python calls go through the
+    CPython wrapper, kernels call kernels directly, ``workbench.fastcall`` calls the
+    native function), and building the wrapper was ~3 % of a cold compile.
     """
     options = dict(
         cache=cache,
@@ -240,6 +253,7 @@ def kernel(fn=None, *, inline: str = "never", fastmath: bool = False, parallel: 
         inline=inline,
         fastmath=fastmath,
         parallel=parallel,
+        no_cfunc_wrapper=True,
     )
     if not nrt:
         options["_nrt"] = False

@@ -81,6 +81,30 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
     }
 
 
+def precompile_helper() -> None:
+    """What a helper process compiles while the main process compiles the demo's
+    backtest loop (``workbench.parallel_compile``, on a cold cache):
+
+    1. the order-mix generator, on a small flow: it simulates against a book, so this
+       compiles the book's add/cancel/modify/execute kernels, which the loop needs too;
+    2. the backtest's market-event step (``kernels.backtest.l3.exchange_event``, for the
+       very argument types the loop passes it), when the main process has not got to
+       it yet;
+    3. the engine demo's own kernels, by running the engine demo on a small flow.
+
+    Whatever either process compiles first, the other loads from the cache
+    (``kernels.compile_claims``)."""
+    import numba
+    from numba import types
+
+    from kernels.backtest import l3
+
+    order_mix(2_000, seed=1, settings=MixSettings())      # independent of the book kernels
+    event = numba.typeof(np.zeros(1, dtype=R.EVENT)).dtype
+    l3.exchange_event.compile((types.int64[::1], event, types.int64))
+    engine_demo(2_000, progress=False)
+
+
 def format_engine_demo(result: dict) -> str:
     book: OrderBook = result["book"]
     lat = result["latency"]

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-engine", action="store_true", help="only the backtest")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="processes compiling on a cold cache (default: the CPUs, at most 2 "
+                             "used); 1 compiles in this process only")
     parser.set_defaults(handler=_run)
 
 
@@ -42,17 +45,41 @@ def _run(args) -> int:
         raise InputError(f"--data {kind} {file}: no such file", path=file)
     if args.orders < 1:
         raise InputError(f"--orders={args.orders} must be at least 1")
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs={args.jobs} must be at least 1")
 
-    from workbench.backtest import run_demo
+    from workbench import parallel_compile
 
-    report = Path(args.report)
-    _, summary = run_demo(data=kind, path=report, progress=not args.no_progress, file=file)
-    print(summary)
-    print(f"report: {report.resolve()}")
-    if not args.skip_engine:
-        from workbench.demo import engine_demo, format_engine_demo
+    tasks = [] if args.skip_engine or not _cold() else ["workbench.demo:precompile_helper"]
+    if tasks and parallel_compile.enabled(args.jobs) and not args.no_progress:
+        print(f"first run on this machine: compiling the demo's kernels on "
+              f"{min(args.jobs or parallel_compile.cores(), 2)} cores (cached for next time)",
+              flush=True)
+    with parallel_compile.helpers(tasks, jobs=args.jobs):
+        from workbench.backtest import run_demo
 
-        print()
-        print(format_engine_demo(engine_demo(args.orders, seed=args.seed,
-                                             progress=not args.no_progress)))
+        report = Path(args.report)
+        _, summary = run_demo(data=kind, path=report, progress=not args.no_progress, file=file)
+        print(summary)
+        print(f"report: {report.resolve()}")
+        if not args.skip_engine:
+            from workbench.demo import engine_demo, format_engine_demo
+
+            print()
+            print(format_engine_demo(engine_demo(args.orders, seed=args.seed,
+                                                 progress=not args.no_progress)))
     return 0
+
+
+def _cold() -> bool:
+    """Whether the engine demo's kernels are missing from Numba's cache (a new machine)."""
+    from kernels import book, flow
+    from kernels.backtest import l3
+
+    for disp in (l3.exchange_event, flow.generate_order_mix, book.apply_batch_discard_fills):
+        try:
+            if not Path(disp._cache._cache_file._index_path).is_file():
+                return True
+        except AttributeError:
+            return True
+    return False
