@@ -131,9 +131,9 @@ def kernel(fn=None, **options):
     allocation (it would not compile). The entry points build the state's views, which
     needs the runtime: they use ``_kernel`` itself."""
     return _kernel(fn, nrt=False, **options)
-from .order_index import EMPTY_KEY, home, index_delete, index_find, index_insert
-from .pointers import address_as_pointer, borrow_fills
-from .prefetch import prefetch
+from .order_index import EMPTY_KEY, home, index_delete, index_find, index_insert, index_peek
+from .pointers import address_as_pointer, borrow_c, borrow_fills
+from .prefetch import prefetch, prefetch_record
 from .records import (
     BUY, EV_ADD, EV_CANCEL, EV_CLEAR, EV_CROSS, EV_DELETE, EV_EXECUTE, EV_EXECUTE_HIDDEN, EV_HALT,
     EV_MODIFY, EV_MOVE, EV_REST, FOK, GTC, IOC, LIMIT, MARKET, MAX_PRICE, MAX_QTY,
@@ -1201,34 +1201,63 @@ def prefetch_place(st, e):
             if lo <= t < lo + W:
                 prefetch(st.levels, _window_base(st.counters, book, side) + (t & (W - 1)))
         return
-    pos = find_order(st, e.order_id, book)
-    if pos >= 0:
-        prefetch(st.pool, st.index_slots[pos])
+    # the index alone (its lines asked for a stage earlier): reading the order itself to
+    # check its book would wait for the very line this stage asks for
+    slot = index_peek(st.index_keys, st.index_slots, st.counters[EC_HASH_SHIFT], e.order_id)
+    if slot >= 0:
+        prefetch(st.pool, slot)
+
+
+@kernel(inline="always")
+def _prefetch_bit(st, book, side, h):
+    """The bitmap word of window level ``h`` (of ``book``, ``side``): set when the level
+    gets its first order, cleared when it loses its last."""
+    c = st.counters
+    s = h - _window_base(c, book, side)
+    if 0 <= s < c[EC_W]:
+        prefetch(st.bits, _bitmap_base(c, book, side) + (s >> 6))
 
 
 @kernel(inline="always")
 def prefetch_neighbours(st, e):
-    """The third stage: for an event that names a resting order (its line asked for by
-    :func:`prefetch_place`), its level and its neighbours in the level's queue."""
-    if e.kind == EV_REST or e.kind == EV_ADD:
-        return
+    """The third stage, reading what :func:`prefetch_place` asked for: for a rest, the
+    order at its level's tail (the new order links after it) or, for an empty level, its
+    bitmap word; for an event that names a resting order, that order's level, its
+    neighbours in the level's queue and the level's bitmap word."""
     book = e.symbol
     if book < 0 or book >= len(st.books):
         return
-    pos = find_order(st, e.order_id, book)
-    if pos >= 0:
-        o = st.pool[st.index_slots[pos]]
+    if e.kind == EV_REST or e.kind == EV_ADD:
+        side = e.side
+        b = st.books[book]
+        if (side == BUY or side == SELL) and b.placed[side] != 0 and b.tick > 0:
+            t = e.price // b.tick
+            W = st.counters[EC_W]
+            if b.lo[side] <= t < b.lo[side] + W:
+                h = _window_base(st.counters, book, side) + (t & (W - 1))
+                tail = st.levels[h].tail
+                if tail >= 0:
+                    prefetch(st.pool, tail)
+                else:
+                    _prefetch_bit(st, book, side, h)
+        return
+    slot = index_peek(st.index_keys, st.index_slots, st.counters[EC_HASH_SHIFT], e.order_id)
+    if slot >= 0:
+        o = st.pool[slot]
         if o.level >= 0:
             prefetch(st.levels, o.level)
+            if o.side == BUY or o.side == SELL:
+                _prefetch_bit(st, o.symbol, o.side, o.level)
         if o.prev >= 0:
             prefetch(st.pool, o.prev)
         if o.next >= 0:
             prefetch(st.pool, o.next)
 
 
-# The deep prefetch's distances (events ahead): the index lines and book header, then the
-# best levels and the level a rest lands on or the order an event names, then that order's
-# level and neighbours in its queue (measured on the 8,000-book ITCH day: module
+# The deep prefetch's distances (events ahead): the index lines and both lines of the book
+# header, then the best levels and the level a rest lands on or the order an event names
+# (found from the index alone), then that order's level, queue neighbours and bitmap word,
+# or the tail order a rest links after (measured on the 8,000-book ITCH day: module
 # ``kernels.itch.replay``).
 DEEP_INDEX, DEEP_PLACE, DEEP_NEIGHBOURS = 24, 12, 4
 
@@ -1242,7 +1271,7 @@ def prefetch_deep(st, events, i, stop):
         far = events[i + DEEP_INDEX]
         prefetch_order(st, far.order_id)
         if 0 <= far.symbol < len(st.books):
-            prefetch(st.books, far.symbol)
+            prefetch_record(st.books, far.symbol)     # 120 bytes: both of its lines
     if i + DEEP_PLACE < stop:
         prefetch_place(st, events[i + DEEP_PLACE])
     if i + DEEP_NEIGHBOURS < stop:
@@ -1273,6 +1302,8 @@ def apply_batch(st, events, fills, results, start):
         return start, 0
     st = book_borrow(st)
     fills = borrow_fills(fills)
+    events = borrow_c(events)       # no reference counting inside the loop
+    results = borrow_c(results)
     nf = 0
     want_results = len(results) >= len(events)
     n = len(events)
@@ -1303,6 +1334,8 @@ def apply_batch_deep(st, events, fills, results, start):
         return start, 0
     st = book_borrow(st)
     fills = borrow_fills(fills)
+    events = borrow_c(events)       # prefetch_deep takes the array: no counting per event
+    results = borrow_c(results)
     nf = 0
     want_results = len(results) >= len(events)
     n = len(events)
@@ -1328,6 +1361,8 @@ def apply_batch_discard_fills(st, events, fills, latency_ns):
     Returns the number of fills produced."""
     st = book_borrow(st)
     fills = borrow_fills(fills)
+    events = borrow_c(events)
+    latency_ns = borrow_c(latency_ns)
     total = 0
     nf = 0
     timed = len(latency_ns) >= len(events)

@@ -86,6 +86,23 @@ def index_find(keys, slots, pool, shift, order_id, book):
 
 
 @kernel(inline="always")
+def index_peek(keys, slots, shift, order_id):
+    """The pool slot of the first entry keyed ``order_id``, or -1: :func:`index_find`
+    without the check of the entry's book, so it reads only the index (for prefetch
+    hints, which may name the wrong order when two books share an id, never for a
+    lookup that acts)."""
+    mask = len(keys) - 1
+    h = home(order_id, shift)
+    while True:
+        k = keys[h]
+        if k == EMPTY_KEY:
+            return -1
+        if k == order_id:
+            return slots[h]
+        h = (h + 1) & mask
+
+
+@kernel(inline="always")
 def index_insert(keys, slots, pos, order_id, slot):
     """Store (order_id -> slot) at ``pos``, a position :func:`index_find` returned as
     ``-1 - pos`` for that id."""

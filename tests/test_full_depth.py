@@ -357,24 +357,47 @@ def test_the_deep_batch_loop_is_the_batch_loop():
     rng = np.random.default_rng(3)
     n_books = 80
     events = _many_book_events(rng, n_books, 30_000)
+    # the loops read contiguous inputs through reference-count-free views
+    # (kernels.pointers.borrow_c); strided ones (every other row of a larger array) are
+    # read as they are, with the same answers
+    strided_events = np.zeros(2 * len(events), dtype=R.EVENT)[::2]
+    strided_events[:] = events
     out = {}
-    for name, fn in (("batch", kbook.apply_batch), ("deep", kbook.apply_batch_deep)):
+    for name, fn, evs, strided in (("batch", kbook.apply_batch, events, False),
+                                   ("deep", kbook.apply_batch_deep, events, False),
+                                   ("strided", kbook.apply_batch_deep, strided_events, True)):
         eng = Engine([f"S{i}" for i in range(n_books)], capacity=40_000, price_levels=256,
                      record_fills=False)
-        results = np.zeros(len(events), dtype=R.RESULT)
+        results = (np.zeros(2 * len(events), dtype=R.RESULT)[1::2] if strided
+                   else np.zeros(len(events), dtype=R.RESULT))
         fills = np.zeros(64, dtype=R.FILL)
         kept, start, calls = [], 0, 0
-        while start < len(events):
-            start, nf = fn(eng.state, events, fills, results, start)
+        while start < len(evs):
+            start, nf = fn(eng.state, evs, fills, results, start)
             kept.append(fills[:nf].copy())
             calls += 1
         out[name] = (results, np.concatenate(kept), eng.state, calls)
-    (r1, f1, s1, c1), (r2, f2, s2, c2) = out["batch"], out["deep"]
-    assert c1 == c2 > 1                        # the fills buffer filled up, and resumed
+    (r1, f1, s1, c1), (r2, f2, s2, c2), (r3, f3, s3, c3) = out["batch"], out["deep"], out["strided"]
+    assert c1 == c2 == c3 > 1                  # the fills buffer filled up, and resumed
     assert np.array_equal(r1, r2) and np.array_equal(f1, f2) and len(f1) > 1_000
+    assert np.array_equal(r1, r3) and np.array_equal(f1, f3)
     assert (r1["status"] == R.ST_REJECTED).sum() < len(r1) // 4
-    for a, b in zip(s1, s2):
-        assert np.array_equal(a, b)
+    for a, b, c in zip(s1, s2, s3):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    # the prefetch stages' index peek names the slot the book's own lookup finds
+    from kernels.order_index import index_find, index_peek
+
+    st = s1
+    shift = int(st.counters[kbook.EC_HASH_SHIFT])
+    live = np.flatnonzero(st.index_keys != kbook.EMPTY_KEY)
+    assert len(live) > 1_000
+    for pos in live[:2_000]:
+        oid = int(st.index_keys[pos])
+        slot = index_peek(st.index_keys, st.index_slots, shift, oid)
+        book = int(st.pool[slot]["symbol"])
+        assert index_find(st.index_keys, st.index_slots, st.pool, shift, oid, book) == pos
+        assert st.index_slots[pos] == slot
+    assert index_peek(st.index_keys, st.index_slots, shift, 10**12) == -1
 
 
 def test_an_engine_of_many_books_uses_the_deep_loop():
