@@ -83,26 +83,42 @@ def engine_demo(n_orders: int = 1_000_000, seed: int = 42, progress: bool = True
 
 def precompile_helper() -> None:
     """What a helper process compiles while the main process compiles the demo's
-    backtest loop (``workbench.parallel_compile``, on a cold cache):
+    backtest loop (``workbench.parallel_compile``, on a cold cache), in an order chosen
+    so that the two rarely want the same kernel at the same time:
 
-    1. the order-mix generator, on a small flow: it simulates against a book, so this
-       compiles the book's add/cancel/modify/execute kernels, which the loop needs too;
-    2. the backtest's market-event step (``kernels.backtest.l3.exchange_event``, for the
-       very argument types the loop passes it), when the main process has not got to
-       it yet;
-    3. the engine demo's own kernels, by running the engine demo on a small flow.
+    1. the book kernels the loop reaches last (through its market-event step): execute,
+       replayed rest, clears and modify, for the book state's exact types; the main
+       process starts with the strategy, the order entry and add;
+    2. the backtest's market-event step itself (``kernels.backtest.l3.exchange_event``,
+       for the very argument types the loop passes it);
+    3. the engine demo's order-mix generator, its per-order entry and its timed batch
+       loop, as the engine demo calls them; the main process, done with the loop by
+       then, compiles the plain batch loop itself.
 
     Whatever either process compiles first, the other loads from the cache
-    (``kernels.compile_claims``)."""
+    (``kernels.compile_claims``): a wrong guess here costs time, never a wrong result."""
     import numba
     from numba import types
 
+    from kernels import book as kbook
     from kernels.backtest import l3
 
-    order_mix(2_000, seed=1, settings=MixSettings())      # independent of the book kernels
+    st = numba.typeof(MixSettings().new_book("WARM", record_fills=False).state)
+    fills = numba.typeof(np.zeros(1, dtype=R.FILL))
+    i = types.int64
+    kbook._execute.compile((st, fills, i, i, i, i, i, i, i))
+    kbook._rest_replayed.compile((st, i, i, i, i, i, i, i))
+    kbook.clear_others.compile((st, i, i))
+    kbook.clear_book.compile((st, i))
+    kbook._modify.compile((st, fills, i, i, i, i, i, i, types.boolean))
     event = numba.typeof(np.zeros(1, dtype=R.EVENT)).dtype
     l3.exchange_event.compile((types.int64[::1], event, types.int64))
-    engine_demo(2_000, progress=False)
+    settings = MixSettings()
+    events = order_mix(2_000, seed=1, settings=settings)
+    settings.new_book("WARM", record_fills=False).submit(Side.BUY, 100.00, 10)
+    kbook.apply_batch_discard_fills(settings.new_book("WARM", record_fills=False).state, events,
+                                    np.zeros(len(events) + 16, dtype=R.FILL),
+                                    np.zeros(len(events), dtype=np.int64))
 
 
 def format_engine_demo(result: dict) -> str:
