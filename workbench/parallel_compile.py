@@ -11,7 +11,7 @@ to it first, and the others load it from the cache.
 
 Use::
 
-    with helpers(["workbench.demo:precompile_engine_part"]):
+    with helpers(["workbench.demo:precompile_helper"]):
         ...   # the main process's own work; helpers compile beside it
 
 ``helpers`` starts nothing when the machine has one core, when ``jobs`` is 1, or when
@@ -87,7 +87,6 @@ def helpers(tasks, jobs: int | None = None, grace: float = 120.0):
     directory = tempfile.mkdtemp(prefix="wb-claims-")
     groups = [tasks[i::n] for i in range(min(n, len(tasks)))]
     env = dict(os.environ, **{ENV_DIR: directory})
-    env.pop("WORKBENCH_PARALLEL_COMPILE", None)
     procs = []
     try:
         compile_claims.activate(directory)

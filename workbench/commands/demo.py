@@ -72,7 +72,7 @@ def _run(args) -> int:
 
 
 def _cold() -> bool:
-    """Whether the engine demo's kernels are missing from Numba's cache (a new machine)."""
+    """Whether the demo's kernels are missing from Numba's cache (a new machine)."""
     from kernels import book, flow
     from kernels.backtest import l3
 
