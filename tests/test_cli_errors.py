@@ -166,6 +166,7 @@ CASES = {
                            "empty_message_1.csv", ["empty file"]),
     "demo --orders 0": (["demo", "--orders", "0"], "--orders=0", ["at least 1"]),
     "demo --jobs 0": (["demo", "--jobs", "0"], "--jobs=0", ["at least 1"]),
+    "warmup --jobs 0": (["warmup", "--jobs", "0"], "--jobs=0", ["at least 1"]),
     "fix-check empty file": (["fix-check", "{empty.fix}"], "empty.fix", ["empty file"]),
     "fix-check no FIX message": (["fix-check", "{nofix.fix}"], "nofix.fix", ["no FIX message"]),
     "fix-check missing file": (["fix-check", "{missing}/nope.fix"], "nope.fix", ["does not exist"]),

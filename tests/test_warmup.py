@@ -33,7 +33,8 @@ def _warmup(cache: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_a_second_run_compiles_nothing(tmp_path):
     cache = tmp_path / "numba-cache"
-    first = _warmup(cache, "--only", ",".join(reversed(CHEAP)), "--json", "--no-progress")
+    first = _warmup(cache, "--only", ",".join(reversed(CHEAP)), "--json", "--no-progress",
+                    "--jobs", "1")
     assert first.returncode == 0, first.stderr[-3000:]
     cold = json.loads(first.stdout)
     assert list(cold["groups"]) == CHEAP                    # run in the groups' own order
@@ -46,13 +47,32 @@ def test_a_second_run_compiles_nothing(tmp_path):
     written = list(cache.rglob("*.nbi"))
     assert written and len(list(cache.rglob("*.nbc"))) == cold["compiled"]
 
-    second = _warmup(cache, "--only", ",".join(CHEAP), "--json", "--no-progress")
+    second = _warmup(cache, "--only", ",".join(CHEAP), "--json", "--no-progress", "--jobs", "1")
     assert second.returncode == 0, second.stderr[-3000:]
     warm = json.loads(second.stdout)
     for name in CHEAP:
         g = warm["groups"][name]
         assert g["compiled"] == 0 and g["cached"] > 0, (name, g)
     assert sorted(cache.rglob("*.nbi")) == sorted(written)  # nothing new was compiled
+
+
+def test_groups_run_in_several_processes_compile_each_kernel_once(tmp_path):
+    """``--jobs 2``: the groups are shared between this process and a helper, a kernel
+    is compiled by one of them (the compile claims), and every group reports; a second
+    run, in one process, finds everything in the cache."""
+    cache = tmp_path / "numba-cache"
+    first = _warmup(cache, "--only", ",".join(CHEAP), "--json", "--no-progress", "--jobs", "2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    cold = json.loads(first.stdout)
+    assert list(cold["groups"]) == CHEAP and cold["ok"]
+    for name in CHEAP:
+        g = cold["groups"][name]
+        assert "error" not in g and g["seconds"] > 0 and g["compiled"] + g["cached"] > 0, (name, g)
+    # each compiled signature was compiled once: one data file each, none twice
+    assert cold["compiled"] > 0 and len(list(cache.rglob("*.nbc"))) == cold["compiled"]
+    second = _warmup(cache, "--only", ",".join(CHEAP), "--json", "--no-progress", "--jobs", "1")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(second.stdout)["compiled"] == 0
 
 
 def test_unknown_groups_are_one_line_errors(capsys):

@@ -715,57 +715,154 @@ def parse_only(text: str | None) -> list[str]:
     return [g for g in GROUPS if g in wanted]
 
 
-def warmup(only=None, progress: bool = True, report_missing: bool | None = None) -> WarmupReport:
+def _run_group(name: str, tmp: str, counter: "_Counter") -> GroupReport:
+    """Run group ``name`` in a fresh folder below ``tmp`` and report what it compiled."""
+    work = Path(tmp) / name
+    work.mkdir()
+    hits0, compiled0, per0 = counter.hits(), counter.compiled, counter.per_process
+    names0 = len(counter.per_process_names)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    error = None
+    logged = _Collect()
+    logging.getLogger().addHandler(logged)
+    with warnings.catch_warnings(record=True) as caught:   # reported, not printed
+        warnings.simplefilter("always")
+        try:
+            GROUPS[name](work)
+        except Exception as exc:  # noqa: BLE001 - reported, the other groups still run
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            logging.getLogger().removeHandler(logged)
+    seen = tuple(dict.fromkeys(
+        [f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught]
+        + logged.messages))
+    return GroupReport(
+        name, time.perf_counter() - t0, counter.compiled - compiled0, counter.hits() - hits0,
+        counter.per_process - per0, error, time.process_time() - cpu0,
+        tuple(sorted(set(counter.per_process_names[names0:]))), seen)
+
+
+# ------------------------------------------------------------------ several processes
+_QUEUE_ENV = "WORKBENCH_WARMUP_QUEUE"
+
+
+def _take(queue: Path, name: str) -> bool:
+    """Claim group ``name`` for this process (an ``O_EXCL`` file in the shared queue)."""
+    try:
+        os.close(os.open(queue / f"{name}.taken", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
+def _report_path(queue: Path, name: str) -> Path:
+    return queue / f"{name}.json"
+
+
+def _save_report(queue: Path, report: GroupReport) -> None:
+    tmp = queue / f"{report.name}.json.{os.getpid()}"
+    tmp.write_text(json.dumps({"name": report.name, **report.to_json(),
+                               "seconds": report.seconds, "cpu_seconds": report.cpu_seconds}))
+    os.replace(tmp, _report_path(queue, report.name))
+
+
+def _load_report(queue: Path, name: str) -> GroupReport | None:
+    try:
+        d = json.loads(_report_path(queue, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return GroupReport(name, d["seconds"], d["compiled"], d["cached"], d["per_process"],
+                       d.get("error"), d["cpu_seconds"], tuple(d["per_process_kernels"]),
+                       tuple(d["warnings"]))
+
+
+def _drain(queue: Path, names, tmp: str, counter: "_Counter", done=None) -> None:
+    """Run every group of ``names`` no other process has taken, saving each report."""
+    for name in names:
+        if _take(queue, name):
+            _save_report(queue, _run_group(name, tmp, counter))
+            if done is not None:
+                done(name)
+
+
+def helper() -> None:
+    """A helper process of ``warmup(jobs=N)`` (``workbench.parallel_compile`` runs it):
+    takes the groups nobody has taken yet, in order, until none is left."""
+    queue = Path(os.environ[_QUEUE_ENV])
+    names = (queue / "groups").read_text().split(",")
+    os.environ["WORKBENCH_HEADLESS"] = "1"
+    with tempfile.TemporaryDirectory(prefix="wb-warmup-") as tmp, _Counter() as counter:
+        _drain(queue, names, tmp, counter)
+
+
+def warmup(only=None, progress: bool = True, report_missing: bool | None = None,
+           jobs: int | None = 1) -> WarmupReport:
     """Run the groups ``only`` (names; all when None) and report what each compiled.
 
     A failing group is reported (``GroupReport.error``) and the others still run.
     ``report_missing`` (default: when every group ran) lists the cacheable kernels still
     not in the cache (:func:`_not_cached`).
+
+    ``jobs`` > 1 (``None``: one per CPU) runs the groups in that many processes: this one
+    and helpers (``workbench.parallel_compile``), each taking the next group nobody has
+    taken, all of them claiming each kernel before compiling it so that a kernel two
+    groups share is compiled once. Each group's report comes from the process that ran
+    it; a group whose helper died is run here.
     """
     from kernels.jit import SAFE_MODE
+
+    from . import parallel_compile
 
     names = group_names() if only is None else list(only)
     for name in names:
         if name not in GROUPS:
             raise ValueError(f"unknown warm-up group {name!r}; choose from {', '.join(GROUPS)}")
+    if jobs is not None and (not isinstance(jobs, int) or jobs < 1):
+        raise ValueError(f"jobs={jobs!r} must be a positive integer (or None: one per CPU)")
+    n_jobs = min(parallel_compile.cores() if jobs is None else jobs, len(names))
     reports = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(names), desc="warmup", unit="group")
+
+    def done(name):
+        if bar is not None:
+            bar.set_description(f"warmup {name}")
+            bar.update(1)
+
     started = time.perf_counter()
     previous = os.environ.get("WORKBENCH_HEADLESS")
     os.environ["WORKBENCH_HEADLESS"] = "1"          # anything live stops on its own
     try:
         with tempfile.TemporaryDirectory(prefix="wb-warmup-") as tmp, _Counter() as counter:
-            for name in names:
+            if n_jobs > 1 and parallel_compile.enabled(n_jobs):
+                queue = Path(tmp) / "queue"
+                queue.mkdir()
+                (queue / "groups").write_text(",".join(names))
+                os.environ[_QUEUE_ENV] = str(queue)
+                try:
+                    with parallel_compile.helpers(["workbench.warmup:helper"] * (n_jobs - 1),
+                                                  jobs=n_jobs, grace=3600.0) as procs:
+                        _drain(queue, names, tmp, counter, done)
+                        while procs and any(p.poll() is None for p in procs):
+                            if bar is not None:          # the helpers' groups, as they end
+                                finished = sum(_report_path(queue, n).is_file() for n in names)
+                                bar.update(finished - bar.n)
+                            time.sleep(0.1)
+                finally:
+                    os.environ.pop(_QUEUE_ENV, None)
+                for name in names:
+                    report = _load_report(queue, name)
+                    if report is None:          # its helper died: run it here
+                        report = _run_group(name, tmp, counter)
+                    reports.append(report)
                 if bar is not None:
-                    bar.set_description(f"warmup {name}")
-                work = Path(tmp) / name
-                work.mkdir()
-                hits0, compiled0, per0 = counter.hits(), counter.compiled, counter.per_process
-                names0 = len(counter.per_process_names)
-                t0, cpu0 = time.perf_counter(), time.process_time()
-                error = None
-                logged = _Collect()
-                logging.getLogger().addHandler(logged)
-                with warnings.catch_warnings(record=True) as caught:   # reported, not printed
-                    warnings.simplefilter("always")
-                    try:
-                        GROUPS[name](work)
-                    except Exception as exc:  # noqa: BLE001 - reported, the other groups still run
-                        error = f"{type(exc).__name__}: {exc}"
-                    finally:
-                        logging.getLogger().removeHandler(logged)
-                seen = tuple(dict.fromkeys(
-                    [f"{w.category.__name__}: {' '.join(str(w.message).split())}" for w in caught]
-                    + logged.messages))
-                reports.append(GroupReport(
-                    name, time.perf_counter() - t0, counter.compiled - compiled0, counter.hits() - hits0,
-                    counter.per_process - per0, error, time.process_time() - cpu0,
-                    tuple(sorted(set(counter.per_process_names[names0:]))), seen))
-                if bar is not None:
-                    bar.update(1)
+                    bar.update(len(names) - bar.n)
+            else:
+                for name in names:
+                    reports.append(_run_group(name, tmp, counter))
+                    done(name)
     finally:
         if previous is None:
             os.environ.pop("WORKBENCH_HEADLESS", None)

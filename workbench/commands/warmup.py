@@ -4,6 +4,7 @@ once into Numba's on-disk cache, so a notebook's first run starts in seconds
 from __future__ import annotations
 
 import json
+from workbench.errors import InputError
 
 
 def register(subparsers) -> None:
@@ -20,6 +21,9 @@ def register(subparsers) -> None:
                         help="print the report as JSON (per group: seconds, compiled, cached, "
                              "per_process)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="processes running groups at once (default: one per CPU; 1: this "
+                             "process only)")
     parser.set_defaults(handler=_warmup)
 
 
@@ -27,7 +31,9 @@ def _warmup(args) -> int:
     from workbench.warmup import parse_only, warmup
 
     names = parse_only(args.only)
-    report = warmup(names, progress=not args.no_progress)
+    if args.jobs is not None and args.jobs < 1:
+        raise InputError(f"--jobs={args.jobs} must be at least 1")
+    report = warmup(names, progress=not args.no_progress, jobs=args.jobs)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
