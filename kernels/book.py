@@ -1289,6 +1289,14 @@ def _write_result(r, oid, status, reason, filled, leaves, n_fills):
     r.n_fills = n_fills
 
 
+@kernel(inline="always")
+def _batch_views(st, events, fills, out):
+    """A batch loop's inputs as views without reference counts (``book_borrow``,
+    ``borrow_fills``, ``borrow_c``): nothing in the loop, which passes them to inlined
+    helpers event after event, then counts references (an atomic update each time)."""
+    return book_borrow(st), borrow_c(events), borrow_fills(fills), borrow_c(out)
+
+
 @_kernel
 def apply_batch(st, events, fills, results, start):
     """Apply ``events[start:]``, writing fills from ``fills[0]`` and, when ``results``
@@ -1300,10 +1308,7 @@ def apply_batch(st, events, fills, results, start):
     """
     if start < 0 or start > len(events):
         return start, 0
-    st = book_borrow(st)
-    fills = borrow_fills(fills)
-    events = borrow_c(events)       # no reference counting inside the loop
-    results = borrow_c(results)
+    st, events, fills, results = _batch_views(st, events, fills, results)
     nf = 0
     want_results = len(results) >= len(events)
     n = len(events)
@@ -1332,10 +1337,7 @@ def apply_batch_deep(st, events, fills, results, start):
     earlier trial."""
     if start < 0 or start > len(events):
         return start, 0
-    st = book_borrow(st)
-    fills = borrow_fills(fills)
-    events = borrow_c(events)       # prefetch_deep takes the array: no counting per event
-    results = borrow_c(results)
+    st, events, fills, results = _batch_views(st, events, fills, results)
     nf = 0
     want_results = len(results) >= len(events)
     n = len(events)
@@ -1359,10 +1361,7 @@ def apply_batch_discard_fills(st, events, fills, latency_ns):
     not the fills: throughput runs, state warm-up). When ``latency_ns`` is as long as
     ``events`` it receives each event's in-kernel latency (CLOCK_MONOTONIC ns).
     Returns the number of fills produced."""
-    st = book_borrow(st)
-    fills = borrow_fills(fills)
-    events = borrow_c(events)
-    latency_ns = borrow_c(latency_ns)
+    st, events, fills, latency_ns = _batch_views(st, events, fills, latency_ns)
     total = 0
     nf = 0
     timed = len(latency_ns) >= len(events)

@@ -34,7 +34,8 @@ import hashlib
 import os
 import time
 
-__all__ = ["activate", "deactivate", "active_dir", "install_save_lock", "claim_key", "stats"]
+__all__ = ["activate", "deactivate", "active_dir", "install_save_lock", "claim_key", "stats",
+           "cacheable", "on_disk"]
 
 _DIR: str | None = None
 _TIMEOUT = 900.0
@@ -112,11 +113,23 @@ def _wait(directory: str, key: str, timeout: float) -> None:
     _STATS["wait_seconds"] += time.monotonic() - started
 
 
-def _cacheable(disp) -> bool:
+def cacheable(disp) -> bool:
+    """Whether Numba caches ``disp``'s compiled code on disk (not ``cache=False``)."""
     from numba.core.caching import NullCache
 
     cache = getattr(disp, "_cache", None)
     return cache is not None and not isinstance(cache, NullCache)
+
+
+def on_disk(disp) -> bool | None:
+    """Whether ``disp`` has an index in Numba's on-disk cache (some signature of it was
+    compiled and saved before); None when this Numba's cache layout is not the one
+    known here."""
+    try:
+        path = disp._cache._cache_file._index_path
+    except AttributeError:
+        return None
+    return os.path.isfile(path)
 
 
 def _patch() -> None:
@@ -130,7 +143,7 @@ def _patch() -> None:
 
     def compile(self, sig):
         directory = _DIR
-        if directory is None or not getattr(self, "_can_compile", False) or not _cacheable(self):
+        if directory is None or not getattr(self, "_can_compile", False) or not cacheable(self):
             return original(self, sig)
         args, _ = sigutils.normalize_signature(sig)
         if tuple(args) in self.overloads:

@@ -59,13 +59,17 @@ def borrow_c(a):
     atomics per event (a fifth of the ITCH replay's time). A borrowed view has no
     counter, so those operations compile away. Valid while the caller holds ``a``, which
     a kernel's own argument always is. Any other layout (a strided or reversed slice)
-    keeps its counted reference: a contiguous view of it would read the wrong records."""
+    keeps its counted reference: a contiguous view of it would read the wrong records. So
+    does a read-only or unaligned array: the view's type is writable and aligned, so it
+    would drop the read-only type (which makes Numba refuse ``a[i] = ...``) or allow
+    aligned loads of unaligned data."""
     raise TypeError("borrow_c is only callable from compiled kernels")
 
 
 @overload(borrow_c)
 def _borrow_c(a):
-    if isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C":
+    if (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.mutable
+            and a.aligned):
         dtype = numpy_support.as_dtype(a.dtype)
 
         def view(a):

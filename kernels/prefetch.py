@@ -18,22 +18,9 @@ from numba.extending import intrinsic
 __all__ = ["prefetch", "prefetch_record"]
 
 
-def _prefetch_bytes(builder, ptr, offsets):
-    i8p = ir.IntType(8).as_pointer()
-    i32 = ir.IntType(32)
-    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-    base = builder.bitcast(ptr, i8p)
-    for off in offsets:
-        at = builder.gep(base, [ir.Constant(ir.IntType(64), off)]) if off else base
-        # read, high temporal locality, data cache
-        builder.call(fn, [at, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-
-
-@intrinsic
-def prefetch_record(typingctx, ary, idx):
-    """Prefetch every cache line of ``ary[idx]``: its first and its last byte, for
-    records that straddle two lines (the book header: 120 bytes)."""
+def _item_prefetcher(ary, idx, last_byte: bool):
+    """The signature and codegen of a prefetch of ``ary[idx]``'s first byte's line (and,
+    with ``last_byte``, its last byte's: the two lines of a record that straddles)."""
     if not (isinstance(ary, types.Array) and ary.ndim == 1 and isinstance(idx, types.Integer)):
         return None
     sig = types.void(ary, idx)
@@ -44,31 +31,28 @@ def prefetch_record(typingctx, ary, idx):
         index = context.cast(builder, args[1], idxty, types.intp)
         ptr = cgutils.get_item_pointer(context, builder, aryty, array, [index], wraparound=False)
         size = context.get_abi_sizeof(context.get_data_type(aryty.dtype))
-        _prefetch_bytes(builder, ptr, [0, size - 1] if size > 1 else [0])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        base = builder.bitcast(ptr, i8p)
+        for off in ([0, size - 1] if last_byte and size > 1 else [0]):
+            at = builder.gep(base, [ir.Constant(ir.IntType(64), off)]) if off else base
+            # read, high temporal locality, data cache
+            builder.call(fn, [at, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
 @intrinsic
+def prefetch_record(typingctx, ary, idx):
+    """Prefetch every cache line of ``ary[idx]``: its first and its last byte, for
+    records that straddle two lines (the book header: 120 bytes)."""
+    return _item_prefetcher(ary, idx, True)
+
+
+@intrinsic
 def prefetch(typingctx, ary, idx):
     """Prefetch the cache line of ``ary[idx]`` (a 1-d array) for reading."""
-    if not (isinstance(ary, types.Array) and ary.ndim == 1 and isinstance(idx, types.Integer)):
-        return None
-    sig = types.void(ary, idx)
-
-    def codegen(context, builder, signature, args):
-        aryty, idxty = signature.args
-        array = context.make_array(aryty)(context, builder, args[0])
-        index = context.cast(builder, args[1], idxty, types.intp)
-        ptr = cgutils.get_item_pointer(context, builder, aryty, array, [index], wraparound=False)
-        i8p = ir.IntType(8).as_pointer()
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
-        # read, high temporal locality, data cache
-        builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
-                          ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
+    return _item_prefetcher(ary, idx, False)

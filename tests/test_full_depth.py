@@ -9,6 +9,10 @@ the window/overflow structure must keep its invariants after every flow.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +24,8 @@ from kernels import records as R
 from workbench.book import Engine, OrderBook
 from workbench.enums import RejectReason, Side
 from workbench.reference import ReferenceBook
+
+from tests.conftest import REPO
 
 from .test_book_reference import engine_resting, fill_tuples, run_reference
 
@@ -406,3 +412,34 @@ def test_an_engine_of_many_books_uses_the_deep_loop():
     small = Engine([f"S{i}" for i in range(wb.DEEP_PREFETCH_BOOKS - 1)], price_levels=64)
     large = Engine([f"S{i}" for i in range(wb.DEEP_PREFETCH_BOOKS)], price_levels=64)
     assert small._apply_batch is wb._apply_batch and large._apply_batch is wb._apply_batch_deep
+
+
+def test_read_only_events_replay_as_writable_ones():
+    """``pointers.borrow_c`` leaves read-only arrays as they are (a writable view would
+    drop the read-only type): read-only events replay exactly as writable ones do, in a
+    child process so that a crash would fail the test."""
+    code = textwrap.dedent('''
+        import numpy as np
+        from kernels import book as kbook, records as R
+        from tests.test_full_depth import _many_book_events
+        from workbench.book import Engine
+
+        events = _many_book_events(np.random.default_rng(5), 8, 2_000)
+        out = []
+        for writable in (True, False):
+            ev = events.copy()
+            ev.flags.writeable = writable
+            eng = Engine([f"S{i}" for i in range(8)], capacity=4_000, price_levels=64,
+                         record_fills=False)
+            res = np.zeros(len(ev), dtype=R.RESULT)
+            fills = np.zeros(len(ev) * 4, dtype=R.FILL)
+            out.append((kbook.apply_batch(eng.state, ev, fills, res, 0), res, eng.state))
+        assert out[0][0] == out[1][0] and np.array_equal(out[0][1], out[1][1])
+        assert all(np.array_equal(a, b) for a, b in zip(out[0][2], out[1][2]))
+        print("same", int((out[0][1]["status"] != 0).sum()))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    word, n = out.stdout.split()
+    assert word == "same" and int(n) > 1_000

@@ -103,7 +103,8 @@ def precompile_helper() -> None:
     from kernels import book as kbook
     from kernels.backtest import l3
 
-    st = numba.typeof(MixSettings().new_book("WARM", record_fills=False).state)
+    settings = MixSettings()
+    st = numba.typeof(settings.new_book("WARM", record_fills=False).state)
     fills = numba.typeof(np.zeros(1, dtype=R.FILL))
     i = types.int64
     kbook._execute.compile((st, fills, i, i, i, i, i, i, i))
@@ -113,7 +114,6 @@ def precompile_helper() -> None:
     kbook._modify.compile((st, fills, i, i, i, i, i, i, types.boolean))
     event = numba.typeof(np.zeros(1, dtype=R.EVENT)).dtype
     l3.exchange_event.compile((types.int64[::1], event, types.int64))
-    settings = MixSettings()
     events = order_mix(2_000, seed=1, settings=settings)
     settings.new_book("WARM", record_fills=False).submit(Side.BUY, 100.00, 10)
     kbook.apply_batch_discard_fills(settings.new_book("WARM", record_fills=False).state, events,

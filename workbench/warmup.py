@@ -641,9 +641,9 @@ class _Counter:
 
 
 def _cacheable(disp) -> bool:
-    from numba.core.caching import NullCache
+    from kernels.compile_claims import cacheable
 
-    return not isinstance(getattr(disp, "_cache", None), NullCache)
+    return cacheable(disp)
 
 
 def _dispatchers(extra: dict | None = None) -> list:
@@ -670,6 +670,7 @@ def _not_cached() -> list[str]:
     from the cache brings its callees inside its own code, so a warm run cannot tell
     "reached" from the dispatchers alone: the cache's index files say it."""
     import kernels
+    from kernels.compile_claims import on_disk
     from numba.core.dispatcher import Dispatcher
 
     missing = set()
@@ -684,11 +685,7 @@ def _not_cached() -> list[str]:
                     or value.targetoptions.get("inline", "never") != "never" or value.overloads
                     or not _cacheable(value)):
                 continue
-            try:
-                on_disk = Path(value._cache._cache_file._index_path).is_file()
-            except AttributeError:   # another Numba's layout: say nothing rather than guess
-                on_disk = True
-            if not on_disk:
+            if on_disk(value) is False:   # None: another Numba's layout, say nothing
                 missing.add(f"{module.__name__[len('kernels.'):]}.{attr}")
     return sorted(missing)
 

@@ -75,11 +75,7 @@ def _cold() -> bool:
     """Whether the demo's kernels are missing from Numba's cache (a new machine)."""
     from kernels import book, flow
     from kernels.backtest import l3
+    from kernels.compile_claims import on_disk
 
-    for disp in (l3.exchange_event, flow.generate_order_mix, book.apply_batch_discard_fills):
-        try:
-            if not Path(disp._cache._cache_file._index_path).is_file():
-                return True
-        except AttributeError:
-            return True
-    return False
+    return any(not on_disk(disp) for disp in
+               (l3.exchange_event, flow.generate_order_mix, book.apply_batch_discard_fills))
