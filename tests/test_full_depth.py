@@ -363,6 +363,23 @@ def test_the_deep_batch_loop_is_the_batch_loop():
     rng = np.random.default_rng(3)
     n_books = 80
     events = _many_book_events(rng, n_books, 30_000)
+    # and events every check must turn away, in each of the kinds the deep loop inlines
+    # (kernels.book.apply_feed_event) and the others: books out of range, the index's
+    # empty key as an id, unknown kinds, sizes and prices out of range, unknown and
+    # duplicate ids
+    bad = rng.choice(len(events), 1_500, replace=False)
+    what = rng.integers(0, 7, len(bad))
+    feed_kinds = np.array([R.EV_REST, R.EV_CANCEL, R.EV_DELETE, R.EV_EXECUTE, R.EV_MOVE,
+                           R.EV_ADD], dtype=np.int8)
+    events["kind"][bad] = feed_kinds[rng.integers(0, len(feed_kinds), len(bad))]
+    events["symbol"][bad[what == 0]] = rng.choice([-1, n_books, 2**31 - 1], (what == 0).sum())
+    events["order_id"][bad[what == 1]] = kbook.EMPTY_KEY
+    events["kind"][bad[what == 2]] = 99
+    events["qty"][bad[what == 3]] = rng.choice([-5, R.MAX_QTY + 1], (what == 3).sum())
+    events["price"][bad[what == 4]] = rng.choice([-100, 0, 7, R.MAX_PRICE + 100],
+                                                 (what == 4).sum())
+    events["order_id"][bad[what == 5]] = 10**12 + bad[what == 5]          # unknown ids
+    events["order_id"][bad[what == 6]] = events["order_id"][bad[what == 6] - 1]
     # the loops read contiguous inputs through reference-count-free views
     # (kernels.pointers.borrow_c); strided ones (every other row of a larger array) are
     # read as they are, with the same answers
@@ -388,6 +405,10 @@ def test_the_deep_batch_loop_is_the_batch_loop():
     assert np.array_equal(r1, r2) and np.array_equal(f1, f2) and len(f1) > 1_000
     assert np.array_equal(r1, r3) and np.array_equal(f1, f3)
     assert (r1["status"] == R.ST_REJECTED).sum() < len(r1) // 4
+    rejected = set(r1["reason"][bad].tolist())          # every check was reached
+    assert {R.R_UNKNOWN_SYMBOL, R.R_INVALID_ID, R.R_INVALID_TYPE, R.R_NON_POSITIVE_QTY,
+            R.R_QTY_TOO_LARGE, R.R_UNKNOWN_ORDER, R.R_DUPLICATE_ID, R.R_PRICE_OFF_TICK,
+            R.R_PRICE_TOO_LARGE, R.R_NON_POSITIVE_PRICE} <= rejected
     for a, b, c in zip(s1, s2, s3):
         assert np.array_equal(a, b) and np.array_equal(a, c)
     # the prefetch stages' index peek names the slot the book's own lookup finds

@@ -345,6 +345,35 @@ def test_sample_events_follow_the_message_semantics(sample):
     assert len(one.events) == int(np.count_nonzero(e["symbol"] == feed.books.index("BOB")))
 
 
+def test_the_decoder_resumes_after_growing_its_table(written_day):
+    """``decode_events`` stops with ``DECODE_TABLE_FULL`` before a message that would fill
+    its reference table past half and resumes there once the table has grown: from the
+    smallest table, in small output chunks, the events and counts are those of one call
+    with a table that never fills (``ItchFeed.decode_events`` sizes its table for the
+    file's adds, so only this path grows one)."""
+    from kernels.itch import decode as itch_decode
+
+    feed = itch.read(written_day[0])
+    whole = itch.load(itch.read(written_day[0])).events
+    counts = np.zeros(itch_decode.N_DECODE_COUNTS, dtype=np.int64)
+    table = itch_refs.new_table(1)
+    out = np.zeros(257, dtype=R.EVENT)
+    got, pos, grown = [], 0, 0
+    while True:
+        pos, n, status = itch_decode.decode_events(feed.data, pos, len(feed.data),
+                                                   feed.locate_book, table, counts, out)
+        got.append(out[:n].copy())
+        if status == itch_decode.DECODE_TABLE_FULL:
+            table = itch_refs.grow(table)
+            grown += 1
+        elif status == itch_decode.DECODE_DONE:
+            break
+    assert grown >= 5 and len(table) >= 2 * counts[itch_decode.DC_PEAK_LIVE]
+    assert np.array_equal(np.concatenate(got), whole) and len(whole) > 10_000
+    assert counts[itch_decode.DC_EVENTS] == len(whole)
+    assert counts[itch_decode.DC_UNKNOWN_REFS] == counts[itch_decode.DC_DUPLICATE_REFS] == 0
+
+
 def test_check_counts_the_selected_books_messages_type_by_type(sample):
     """``itch-check --symbols``: besides the whole file's counts, the messages of the
     selected books per type, against the plain-Python decode of the sample (a message
@@ -440,6 +469,47 @@ def test_every_type_round_trips_through_the_encoder():
         if name != "offset":
             assert np.array_equal(decoded[name], records[name]), name
     check_tables_match(decoded, reference)
+
+
+def test_the_first_pass_counts_and_ticks_like_a_plain_walk():
+    """``frame.scan`` (branch-free price pick, cent-grid fast path, sums kept in
+    registers) against a plain-Python walk of the same frames: messages per type and per
+    locate, bytes, and each locate's tick, the largest divisor of ``TICK_CAP`` dividing
+    every A, F and U price (prices on the cent grid, sub-penny ones and zero)."""
+    import math
+    rng = np.random.default_rng(5)
+    records = _keep_spec_fields(_random_records(rng, per_type=60))
+    records = records[rng.permutation(len(records))]       # types in no learnable order
+    records["locate"] = rng.integers(0, 9, len(records))
+    priced = np.isin(records["msg_type"], np.frombuffer(b"AFU", dtype=np.uint8))
+    grid = np.array([1, 2, 5, 25, 50, 100, 100, 4, 10])[records["locate"]]   # per locate
+    records["price"][priced] = (rng.integers(0, 3000, len(records)) * grid)[priced]
+    size = int((2 + itch_frame.MSG_LENGTH[records["msg_type"]]).sum())
+    out = np.zeros(size + 5, dtype=np.uint8)                 # and a truncated frame
+    written, _ = itch_encode.encode_messages(records, out)
+    out[written:written + 2] = (0, 36)
+    counts = np.zeros(itch_frame.N_SCAN_COUNTS, dtype=np.int64)
+    per_locate = np.zeros(itch_frame.N_LOCATES, dtype=np.int64)
+    ticks = np.full(itch_frame.N_LOCATES, itch_frame.TICK_CAP, dtype=np.int64)
+    offsets = np.zeros(64, dtype=np.int64)
+    pos, n_dir = itch_frame.scan(out, 0, len(out), True, counts, per_locate, ticks, offsets)
+    want_ticks = defaultdict(lambda: itch_frame.TICK_CAP)
+    want_locates: dict[int, int] = defaultdict(int)
+    want_types: dict[str, int] = defaultdict(int)
+    for _, t, locate, _, _, values in reference_decode(out.tobytes()):
+        want_types[t] += 1
+        want_locates[locate] += 1
+        if t in "AFU" and values["price"] > 0:
+            want_ticks[locate] = math.gcd(want_ticks[locate], values["price"])
+    assert pos == len(out) and counts[itch_frame.IC_TRUNCATED] == 1
+    assert counts[itch_frame.IC_SCANNED] == len(out)
+    assert counts[itch_frame.IC_BYTES] == written
+    assert counts[itch_frame.IC_MESSAGES] == len(records)
+    assert {chr(c): int(counts[c]) for c in range(256) if counts[c]} == dict(want_types)
+    assert {k: int(per_locate[k]) for k in np.flatnonzero(per_locate)} == dict(want_locates)
+    assert {k: int(ticks[k]) for k in range(9)} == {k: want_ticks[k] for k in range(9)}
+    assert len(set(want_ticks.values())) > 2                # the case is not trivial
+    assert n_dir == want_types["R"]
 
 
 def test_a_written_day_is_complete_and_replays_like_the_reference(written_day, tmp_path):

