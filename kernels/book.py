@@ -1027,7 +1027,7 @@ def _execute_inline(st, fills, nf, ts, order_id, price, qty, book, side):
     nf = _write_fill(st, fills, nf, ts, slot, 0, o.price, trade, 1 - o.side)
     o.filled += trade
     if trade == o.qty:
-        _remove_resting(st, slot, pos)
+        remove_resting(st, slot, pos)
         o.qty = 0
         o.status = ST_FILLED
         return ST_FILLED, R_NONE, order_id, trade, np.int64(0), nf
