@@ -4,19 +4,18 @@ A feed like Databento's MBO normalises one exchange event into several records a
 the last record of an event, per instrument, with ``F_LAST``: only there is the book
 consistent. ``workbench.data.databento`` converts the records into ``EVENT`` rows (feed
 kinds ``EV_REST``, ``EV_CANCEL``, ``EV_MOVE``, ``EV_CLEAR``, ``EV_EXECUTE_HIDDEN``) and
-the F_LAST records into *boundaries*: ``bnd_event[k]`` is how many events are applied once
-boundary ``k`` is reached, ``bnd_book[k]`` the book it closes. :func:`replay_mbo` applies
-the events through ``kernels.book.apply_feed_event`` (``apply_event``, the path every
-replay, the backtester and the engine share, with the feed kinds inlined) and writes the
-top of book of ``bnd_book[k]`` at each boundary; it counts rejects per book and reason (an
-unknown order id is ``R_UNKNOWN_ORDER``), which the caller reports as the file's
-anomalies.
+the F_LAST records into *boundaries*: ``bnd_event[k]`` is how many events are applied
+once boundary ``k`` is reached, ``bnd_book[k]`` the book it closes. :func:`replay_mbo`
+applies the events through ``kernels.book.apply_event`` (the path every replay, the
+backtester and the engine share) and writes the top of book of ``bnd_book[k]`` at each
+boundary; it counts rejects per book and reason (an unknown order id is
+``R_UNKNOWN_ORDER``), which the caller reports as the file's anomalies.
 
 Nothing is allocated while it runs; every caller value used as an index is checked.
 """
 from __future__ import annotations
 
-from .book import apply_feed_event
+from .book import apply_event
 from .jit import kernel
 from .pointers import borrow_fills
 from .records import BUY, N_REJECT_REASONS, R_NONE, SELL
@@ -75,8 +74,8 @@ def replay_mbo(st, events, fills, bnd_event, bnd_book, bid_px, bid_sz, bid_ct, a
         if i == n:
             break
         e = events[i]
-        r = apply_feed_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, e.symbol,
-                             e.kind, e.side, e.order_type, e.tif)
+        r = apply_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, e.symbol, e.kind,
+                        e.side, e.order_type, e.tif)
         reason = r[1]
         if reason != R_NONE and counted and 0 <= e.symbol < n_books:
             rejects[e.symbol * N_REJECT_REASONS + reason] += 1

@@ -185,3 +185,43 @@ def test_helpers_refuse_a_malformed_task_and_start_none_when_off(tmp_path):
         assert procs == []
     assert parallel_compile.enabled(2)
     assert not parallel_compile.enabled(1)
+
+
+def test_a_cold_itch_check_compiles_each_kernel_once_across_its_two_processes(tmp_path):
+    """What a cold ``itch-check`` splits between its processes is what the check itself
+    runs: after ``compile_book_calls`` (the main process's share) and ``precompile_replay``
+    (the helper's), checking a real file compiles nothing more, and no kernel was compiled
+    twice (a signature that differed from the check's would be a second compile, and on a
+    new machine a wasted one). In a child with an empty cache."""
+    from tests.conftest import shared_path
+
+    sample = shared_path("itch", "ex20101224.TEST_ITCH_50.lenprefixed.gz")
+    code = REPORT.replace("import claimmod\n", "") + textwrap.dedent(f'''
+        from collections import Counter
+        from workbench import parallel_compile
+        from workbench.data import itch
+        parallel_compile.compile_book_calls(list(parallel_compile._BOOK_CALLS))
+        itch.precompile_replay()
+        before = len(compiled)
+        result = itch.check({str(sample)!r})
+        print(json.dumps({{"counts": Counter(compiled), "during_check": compiled[before:],
+                          "books": result["books"]}}))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import json
+
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["books"] == 3
+    assert "replay" not in report["during_check"]
+    from kernels import book as kbook
+
+    book_kernels = {n for n, v in vars(kbook).items()
+                    if getattr(getattr(v, "py_func", None), "__module__", "") == "kernels.book"}
+    assert "_add" in book_kernels and "level_for" in book_kernels
+    assert not book_kernels & set(report["during_check"])     # the book came from the cache
+    counts = report["counts"]
+    for name in ("_add", "_cancel", "_execute", "_modify", "_rest_replayed", "clear_book",
+                 "clear_others", "replay"):
+        assert counts.get(name) == 1, (name, counts.get(name))

@@ -100,18 +100,11 @@ def precompile_helper() -> None:
     import numba
     from numba import types
 
-    from kernels import book as kbook
     from kernels.backtest import l3
+    from workbench.parallel_compile import compile_book_calls
 
     settings = MixSettings()
-    st = numba.typeof(settings.new_book("WARM", record_fills=False).state)
-    fills = numba.typeof(np.zeros(1, dtype=R.FILL))
-    i = types.int64
-    kbook._execute.compile((st, fills, i, i, i, i, i, i, i))
-    kbook._rest_replayed.compile((st, i, i, i, i, i, i, i))
-    kbook.clear_others.compile((st, i, i))
-    kbook.clear_book.compile((st, i))
-    kbook._modify.compile((st, fills, i, i, i, i, i, i, types.boolean))
+    compile_book_calls(["_execute", "_rest_replayed", "clear_others", "clear_book", "_modify"])
     event = numba.typeof(np.zeros(1, dtype=R.EVENT)).dtype
     l3.exchange_event.compile((types.int64[::1], event, types.int64))
     events = order_mix(2_000, seed=1, settings=settings)

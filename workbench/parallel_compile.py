@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["helpers", "cores", "enabled", "run_task", "main"]
+__all__ = ["helpers", "cores", "enabled", "run_task", "compile_book_calls", "main"]
 
 ENV_DIR = "WORKBENCH_COMPILE_CLAIMS"
 
@@ -64,6 +64,41 @@ def run_task(name: str) -> None:
     _check_task(name)
     module, _, func = name.partition(":")
     getattr(importlib.import_module(module), func)()
+
+
+# the book kernels ``kernels.book.apply_event`` calls rather than inlines, with what each
+# takes after the book state: the fills buffer or not, its int64 arguments, a trailing flag
+_BOOK_CALLS = {
+    "_add": (True, 9, False),
+    "_cancel": (False, 7, False),
+    "_execute": (True, 7, False),
+    "_modify": (True, 6, True),
+    "_rest_replayed": (False, 7, False),
+    "clear_book": (False, 1, False),
+    "clear_others": (False, 2, False),
+}
+
+
+def compile_book_calls(names) -> None:
+    """Compile the book kernels ``names`` (keys of ``_BOOK_CALLS``), in that order, for the
+    engine state's exact types: what every loop that inlines ``apply_event`` calls. Two
+    processes of a cold start name them in opposite orders, so that each compiles what
+    the other reaches last (``kernels.compile_claims``: the other loads it)."""
+    import numba
+    from numba import types
+
+    import numpy as np
+
+    from kernels import book as kbook
+    from kernels import book_state
+    from kernels.records import FILL
+
+    st = numba.typeof(book_state.allocate_state(1, 16, book_state.MIN_PRICE_LEVELS, [1]))
+    fills = numba.typeof(np.zeros(1, dtype=FILL))
+    for name in names:
+        with_fills, n_ints, flag = _BOOK_CALLS[name]
+        sig = ((st, fills) if with_fills else (st,)) + (types.int64,) * n_ints
+        getattr(kbook, name).compile(sig + ((types.boolean,) if flag else ()))
 
 
 @contextlib.contextmanager

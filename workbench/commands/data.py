@@ -191,15 +191,25 @@ def _binance_check(args) -> int:
 
 
 def _itch_check(args) -> int:
-    from workbench.data.itch import check, summary_lines
+    from workbench import parallel_compile
+    from workbench.data.itch import check, replay_cached, summary_lines
 
     symbols = None
     if args.symbols is not None:
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
         if not symbols:
             raise InputError(f"--symbols {args.symbols!r} names no stock")
-    result = check(args.file, symbols=symbols, bbo=args.bbo,
-                   progress=not (args.json or args.no_progress))
+    # a first run on this machine compiles the replay kernel in a helper process; this
+    # one compiles the book kernels the replay calls, in the opposite order to the
+    # helper's, then the first pass and the decoder (the kernels are claimed: each is
+    # compiled once, the other process loads it from the cache)
+    cold = not replay_cached()
+    with parallel_compile.helpers(["workbench.data.itch:precompile_replay"] if cold else []):
+        if cold:
+            parallel_compile.compile_book_calls(
+                ["clear_book", "_rest_replayed", "_modify", "_execute", "_cancel", "_add"])
+        result = check(args.file, symbols=symbols, bbo=args.bbo,
+                       progress=not (args.json or args.no_progress))
     if args.json:
         print(json.dumps(result))
         return 0
