@@ -132,7 +132,7 @@ def kernel(fn=None, **options):
     needs the runtime: they use ``_kernel`` itself."""
     return _kernel(fn, nrt=False, **options)
 from .order_index import (
-    EMPTY_KEY, GROUP, home, index_delete, index_find, index_insert, index_peek,
+    EMPTY_KEY, home, index_delete, index_find, index_insert, index_peek, next_line,
 )
 from .pointers import address_as_pointer, borrow_c, borrow_fills
 from .prefetch import prefetch, prefetch_record
@@ -1225,10 +1225,11 @@ def prefetch_order(st, order_id):
     is far larger than the caches and hashed, so each event's lookup was a cache miss the
     loop waited for; issued early, several misses are in flight at once. Same run,
     unchecked build (``scripts/book_before_after.py``, 9 repeats): flow A 2.1x, the
-    order mix and flow B (small books) +3-4 %."""
+    order mix and flow B (small books) +3-4 %. Returns the id's home position."""
     h = home(order_id, st.counters[EC_HASH_SHIFT])
     prefetch(st.index_keys, h)
     prefetch(st.index_slots, h)
+    return h
 
 
 @kernel(inline="always")
@@ -1331,12 +1332,10 @@ def prefetch_deep(st, events, i, stop):
     ITCH replay), whose headers, levels and orders are mostly out of the caches."""
     if i + DEEP_INDEX < stop:
         far = events[i + DEEP_INDEX]
-        prefetch_order(st, far.order_id)
+        h = prefetch_order(st, far.order_id)
         if far.kind != EV_REST and far.kind != EV_ADD:
-            # a removal's backward shift reads on past its entry, into the next line of
-            # keys (a line holds one GROUP of keys; the table starts on a line)
-            h = home(far.order_id, st.counters[EC_HASH_SHIFT])
-            prefetch(st.index_keys, ((h | (GROUP - 1)) + 1) & (len(st.index_keys) - 1))
+            # a removal's backward shift reads on past its entry's line of keys
+            prefetch(st.index_keys, next_line(h, len(st.index_keys)))
         if 0 <= far.symbol < len(st.books):
             prefetch_record(st.books, far.symbol)     # 120 bytes: both of its lines
     if i + DEEP_PLACE < stop:

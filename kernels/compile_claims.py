@@ -14,8 +14,9 @@ cache) and then creates ``<key>.done``. A process that finds the claim taken wai
 ``.done`` and then asks Numba again, which now loads the kernel from the cache instead
 of compiling it a second time. Kernels call one another along a directed acyclic graph
 (no recursion), so a wait can never close a cycle: a process only waits on a claim that
-is not on its own stack. A claimer that dies, or a wait longer than ``timeout``, makes
-the waiter compile the kernel itself; the worst case is the serial cost, never a hang.
+is not on its own stack. A claimer that dies (a zombie counts as dead: a helper its
+starter has not reaped yet), or a wait longer than ``timeout``, makes the waiter compile
+the kernel itself; the worst case is the serial cost, never a hang.
 
 **One writer per cache index.** Numba's cache saves an overload by reading the
 kernel's index, picking a free data-file number and rewriting the index. Two processes
@@ -33,6 +34,8 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+
+from .processes import pid_alive
 
 __all__ = ["activate", "deactivate", "active_dir", "install_save_lock", "claim_key", "stats",
            "cacheable", "on_disk"]
@@ -56,16 +59,6 @@ def claim_key(disp, args) -> str:
     func = disp.py_func
     text = f"{func.__module__}.{func.__qualname__}|{tuple(args)}|{_build_tag()}"
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _claim(directory: str, key: str) -> bool:
@@ -104,7 +97,7 @@ def _wait(directory: str, key: str, timeout: float) -> None:
                     pid = int(f.read() or 0) or None
             except (OSError, ValueError):
                 pid = None
-        if (pid is not None and not _alive(pid)) or time.monotonic() - started > timeout:
+        if (pid is not None and not pid_alive(pid)) or time.monotonic() - started > timeout:
             _STATS["took_over"] += 1
             break
         time.sleep(pause)

@@ -41,8 +41,8 @@ import numpy as np
 
 from .jit import kernel
 
-__all__ = ["EMPTY_KEY", "index_size", "index_shift", "home", "index_find", "index_insert",
-           "index_delete"]
+__all__ = ["EMPTY_KEY", "index_size", "index_shift", "home", "next_line", "index_find",
+           "index_peek", "index_insert", "index_delete"]
 
 EMPTY_KEY = np.int64(-(2**63))
 
@@ -69,6 +69,14 @@ def home(order_id, shift):
     u = np.uint64(order_id)
     group = ((u >> np.uint64(GROUP_BITS)) * _GOLDEN) >> np.uint64(shift + GROUP_BITS)
     return np.int64((group << np.uint64(GROUP_BITS)) | (u & np.uint64(GROUP - 1)))
+
+
+@kernel(inline="always")
+def next_line(pos, size):
+    """The first position of the line of keys after ``pos``'s (a line holds one
+    ``GROUP`` of keys and the table starts on a line), in a table of ``size``: where a
+    probe, or a deletion's backward shift, goes on past ``pos``'s line."""
+    return ((pos | (GROUP - 1)) + 1) & (size - 1)
 
 
 @kernel(inline="always")

@@ -122,6 +122,36 @@ def test_a_dead_claimer_is_taken_over(tmp_path):
     assert report["stats"]["took_over"] == 1
 
 
+def test_a_claimer_that_died_unreaped_is_taken_over(tmp_path):
+    """A helper that dies stays a zombie until the process that started it reaps it, and
+    that process may be the very one waiting on its claim: the waiter reads the process
+    state (``kernels.processes.pid_alive``), not just whether the id still exists, and
+    takes over at once instead of at the end of its timeout."""
+    import json
+
+    claims = _setup(tmp_path)
+    key = _key(tmp_path, "twice", "(types.int64,)")
+    code = REPORT + textwrap.dedent(f'''
+        import subprocess, time
+        child = subprocess.Popen([sys.executable, "-c", "pass"])   # never waited for
+        while open(f"/proc/{{child.pid}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)
+        open({str(claims / (key + ".claim"))!r}, "w").write(str(child.pid))
+        compile_claims.activate({str(claims)!r}, timeout=600)
+        value = claimmod.twice(21)
+        print(json.dumps({{"value": value, "compiled": compiled, "stats": compile_claims.stats()}}))
+    ''')
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc to see a zombie")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["value"] == 42 and report["compiled"] == ["twice"]
+    assert report["stats"]["took_over"] == 1
+    assert report["stats"]["wait_seconds"] < 60        # not the 600 s timeout
+
+
 def test_concurrent_saves_of_one_kernel_keep_every_signature(tmp_path):
     """Two processes compile different signatures of one kernel at the same time; a
     third finds every one of them in the cache, each giving its own type's result."""

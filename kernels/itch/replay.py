@@ -83,8 +83,8 @@ def replay(st, events, start, stop, fills, last, emit, crossed, tops, counters):
         if 0 <= book < n_books and emit[book] != 0 and n >= len(tops):
             counters[RC_PENDING] = 1 if dirty else 0
             return i, n, REPLAY_TOPS_FULL
-        r = apply_feed_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, book, kind, e.side,
-                        e.order_type, e.tif)
+        r = apply_feed_event(st, fills, 0, e.ts, e.order_id, e.price, e.qty, book, kind,
+                             e.side, e.order_type, e.tif)
         counters[RC_EVENTS] += 1
         if r[0] == ST_REJECTED:
             counters[RC_REJECTED] += 1

@@ -77,5 +77,5 @@ def _cold() -> bool:
     from kernels.backtest import l3
     from kernels.compile_claims import on_disk
 
-    return any(not on_disk(disp) for disp in
+    return any(on_disk(disp) is False for disp in    # None: a cache layout not known here
                (l3.exchange_event, flow.generate_order_mix, book.apply_batch_discard_fills))
